@@ -1,0 +1,325 @@
+"""The schema. One table per core concept; see DESIGN.md's concept table.
+
+Migrations in store/migrations create exactly this; a test checks they agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from otahub.store.types import BigId, Json, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# -- accounts and tenancy -------------------------------------------------------------
+
+# A tenant is an account plus an optional instance (Alibaba IotInstanceId).
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", String(32), nullable=False),
+    Column("instance_id", String(64), nullable=False, server_default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("account_id", "instance_id"),
+)
+
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("id", String(128), primary_key=True),  # the access key id
+    Column("secret", String(128), nullable=False),
+    Column("account_id", String(32), nullable=False, index=True),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# -- registry -------------------------------------------------------------------------
+
+# Every device belongs to a product. AWS things live in the tenant's default
+# product, whose key is the empty string.
+products = Table(
+    "products",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("description", Text),
+    Column("node_type", Integer, nullable=False, server_default="0"),
+    Column("secret", String(128)),
+    Column("data", Json, nullable=False, server_default="{}"),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "key"),
+)
+
+modules = Table(
+    "modules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("product_id", ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("name_folded", String(64), nullable=False),  # unique ignoring case
+    Column("alias", String(64)),
+    Column("description", String(100)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("product_id", "name_folded"),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("product_id", ForeignKey("products.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("uid", String(64), nullable=False, unique=True),  # IotId / thingId
+    Column("secret", String(128)),
+    Column("type_name", String(128)),
+    Column("attributes", Json, nullable=False, server_default="{}"),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("connected", Boolean, nullable=False, server_default=text("false")),
+    Column("connected_at", UTCDateTime),
+    Column("disconnected_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    # Bumped by anything a selector can see (attributes, versions, membership,
+    # connection); continuous jobs scan devices changed since their last scan.
+    Column("changed_at", UTCDateTime, nullable=False),
+    UniqueConstraint("product_id", "name"),
+    Index(None, "tenant_id", "changed_at"),
+)
+
+device_modules = Table(
+    "device_modules",
+    metadata,
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("module", String(64), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("reported_at", UTCDateTime, nullable=False),
+    Index(None, "module", "version"),
+)
+
+device_groups = Table(
+    "device_groups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("uid", String(64), nullable=False, unique=True),
+    Column("parent_id", ForeignKey("device_groups.id")),
+    Column("dynamic", Boolean, nullable=False, server_default=text("false")),
+    Column("selector", Json),  # dynamic groups: the compiled query
+    Column("query", Text),  # dynamic groups: the query as the user wrote it
+    Column("description", Text),
+    Column("attributes", Json, nullable=False, server_default="{}"),
+    Column("data", Json, nullable=False, server_default="{}"),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "name"),
+    Index(None, "parent_id"),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", ForeignKey("device_groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("added_at", UTCDateTime, nullable=False),
+    Index(None, "device_id"),
+)
+
+# -- packages -------------------------------------------------------------------------
+
+packages = Table(
+    "packages",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("ref", String(64), nullable=False),  # FirmwareId, or an otahub id
+    Column("product_id", ForeignKey("products.id")),
+    Column("name", String(128), nullable=False),
+    Column("module", String(64), nullable=False, server_default="default"),
+    Column("version", String(64), nullable=False),
+    Column("source_version", String(64)),  # differential packages
+    Column("description", Text),
+    Column("verify_state", String(16), nullable=False),
+    Column("data", Json, nullable=False, server_default="{}"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "ref"),
+)
+
+package_files = Table(
+    "package_files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("package_id", ForeignKey("packages.id", ondelete="CASCADE"), nullable=False),
+    Column("ordinal", Integer, nullable=False),
+    Column("name", String(255)),
+    Column("blob_key", String(1024)),
+    Column("url", Text),
+    Column("size", BigId),
+    Column("sha256", String(64)),
+    Column("md5", String(32)),
+    Column("signature", LargeBinary),
+    Column("hash_algorithm", String(16)),
+    Column("signature_algorithm", String(16)),
+    Column("certificate", Text),
+    Column("file_type", Integer),
+    Column("attributes", Json, nullable=False, server_default="{}"),
+    UniqueConstraint("package_id", "ordinal"),
+)
+
+# -- jobs and executions --------------------------------------------------------------
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("ref", String(64), nullable=False),  # AWS jobId, Alibaba JobId
+    Column("kind", String(32), nullable=False),  # which face made it and how (listing only)
+    Column("status", String(24), nullable=False),
+    Column("package_id", ForeignKey("packages.id")),
+    Column("product_id", ForeignKey("products.id")),  # restricts selectors to one product
+    Column("document", Text),
+    Column("description", Text),
+    Column("target_selection", String(16), nullable=False),
+    Column("release_mode", String(8), nullable=False),
+    Column("selector", Json),  # devices targeted by query, in addition to job_targets
+    Column("only_later_matches", Boolean, nullable=False, server_default=text("false")),
+    Column("policies", Json, nullable=False, server_default="{}"),
+    Column("need_push", Boolean, nullable=False, server_default=text("true")),
+    Column("need_confirm", Boolean, nullable=False, server_default=text("false")),
+    Column("is_verify", Boolean, nullable=False, server_default=text("false")),
+    Column("data", Json, nullable=False, server_default="{}"),  # face-specific settings
+    # Rollout bookkeeping, owned by the engine.
+    Column("release_cursor", BigId, nullable=False, server_default="0"),
+    Column("initial_done", Boolean, nullable=False, server_default=text("false")),
+    Column("scan_from", UTCDateTime),
+    Column("target_cap", Integer),
+    Column("materialized", Integer, nullable=False, server_default="0"),
+    Column("released", Integer, nullable=False, server_default="0"),
+    Column("rate_window", Integer, nullable=False, server_default="-1"),
+    Column("rate_window_count", Integer, nullable=False, server_default="0"),
+    Column("rollout_stopped", Boolean, nullable=False, server_default=text("false")),
+    Column("next_tick_at", UTCDateTime),
+    Column("force_canceled", Boolean, nullable=False, server_default=text("false")),
+    Column("reason_code", String(128)),
+    Column("comment", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
+    Column("version", Integer, nullable=False, server_default="1"),
+    UniqueConstraint("tenant_id", "ref"),
+    Index(None, "status"),
+    Index(None, "package_id"),
+)
+
+job_targets = Table(
+    "job_targets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE")),
+    Column("group_id", ForeignKey("device_groups.id", ondelete="CASCADE")),
+    Index(None, "job_id"),
+    Index(None, "group_id"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("job_id", ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("execution_number", Integer, nullable=False, server_default="1"),
+    Column("status", String(16), nullable=False),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("status_details", Json),
+    Column("progress", Integer),
+    Column("queued_at", UTCDateTime, nullable=False),
+    Column("released_at", UTCDateTime),
+    Column("started_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("timeout_at", UTCDateTime),  # in-progress deadline of the job's timeout policy
+    Column("deadline_at", UTCDateTime),  # earliest of timeout_at and the step timer
+    Column("retry_attempt", Integer, nullable=False, server_default="0"),
+    Column("retry_pending", Boolean, nullable=False, server_default=text("false")),
+    Column("superseded", Boolean, nullable=False, server_default=text("false")),
+    Column("reason", Text),
+    UniqueConstraint("job_id", "device_id", "execution_number"),
+    Index(None, "device_id", "status"),
+    Index(None, "job_id", "status"),
+    Index("ix_executions_deadline", "deadline_at", postgresql_where=text("deadline_at IS NOT NULL"),
+          sqlite_where=text("deadline_at IS NOT NULL")),
+)
+
+# The transactional outbox: one row per notification, committed with the change
+# that caused it; the publisher sends it and stamps sent_at.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("device_id", BigId, nullable=False),
+    Column("execution_id", BigId),
+    Column("job_id", Integer),
+    Column("kind", String(32), nullable=False),
+    Column("payload", Json),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL"),
+          sqlite_where=text("sent_at IS NULL")),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("tenant_id", ForeignKey("tenants.id"), primary_key=True),
+    Column("resource", String(2048), primary_key=True),  # an ARN or kind/ref
+    Column("key", String(128), primary_key=True),
+    Column("value", String(1024), nullable=False),
+)
+
+__all__ = [
+    "access_keys",
+    "device_groups",
+    "device_modules",
+    "devices",
+    "executions",
+    "group_members",
+    "job_targets",
+    "jobs",
+    "metadata",
+    "modules",
+    "outbox",
+    "package_files",
+    "packages",
+    "products",
+    "tags",
+    "tenants",
+]
