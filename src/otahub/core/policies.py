@@ -234,8 +234,9 @@ class JobPolicies:
                 gray_percent=r.get("gray_percent"),
             ),
             abort=tuple(
-                AbortCriterion(FailureType(a["failure_type"]), a["threshold_percent"],
-                               a["min_executed"])
+                AbortCriterion(
+                    FailureType(a["failure_type"]), a["threshold_percent"], a["min_executed"]
+                )
                 for a in data.get("abort") or ()
             ),
             timeout=TimeoutPolicy(**(data.get("timeout") or {})),

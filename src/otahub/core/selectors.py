@@ -93,7 +93,7 @@ def to_json(sel: Selector) -> dict[str, Any]:
 
 
 def from_json(data: dict[str, Any]) -> Selector:
-    (kind, arg), = data.items()
+    ((kind, arg),) = data.items()
     if kind == "match":
         return Match(arg[0], arg[1], bool(arg[2]))
     if kind == "any":

@@ -275,8 +275,12 @@ executions = Table(
     UniqueConstraint("job_id", "device_id", "execution_number"),
     Index(None, "device_id", "status"),
     Index(None, "job_id", "status"),
-    Index("ix_executions_deadline", "deadline_at", postgresql_where=text("deadline_at IS NOT NULL"),
-          sqlite_where=text("deadline_at IS NOT NULL")),
+    Index(
+        "ix_executions_deadline",
+        "deadline_at",
+        postgresql_where=text("deadline_at IS NOT NULL"),
+        sqlite_where=text("deadline_at IS NOT NULL"),
+    ),
 )
 
 # The transactional outbox: one row per notification, committed with the change
@@ -292,8 +296,12 @@ outbox = Table(
     Column("payload", Json),
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
-    Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL"),
-          sqlite_where=text("sent_at IS NULL")),
+    Index(
+        "ix_outbox_unsent",
+        "id",
+        postgresql_where=text("sent_at IS NULL"),
+        sqlite_where=text("sent_at IS NULL"),
+    ),
 )
 
 tags = Table(

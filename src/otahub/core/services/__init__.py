@@ -1,0 +1,39 @@
+"""Use cases, one transaction each. Faces and the gateway call these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from otahub.core.clock import Clock
+from otahub.core.services.accounts import AccountService
+from otahub.core.services.base import ServiceContext
+from otahub.core.services.executions import ExecutionService, Report
+from otahub.core.services.jobs import JobService, JobSpec
+from otahub.core.services.packages import PackageService
+from otahub.core.services.registry import RegistryService
+from otahub.store.db import Database
+
+
+@dataclass
+class Services:
+    ctx: ServiceContext
+    accounts: AccountService
+    registry: RegistryService
+    packages: PackageService
+    jobs: JobService
+    executions: ExecutionService
+
+    @classmethod
+    def build(cls, db: Database, clock: Clock) -> Services:
+        ctx = ServiceContext(db=db, clock=clock)
+        return cls(
+            ctx=ctx,
+            accounts=AccountService(ctx),
+            registry=RegistryService(ctx),
+            packages=PackageService(ctx),
+            jobs=JobService(ctx),
+            executions=ExecutionService(ctx),
+        )
+
+
+__all__ = ["JobSpec", "Report", "Services"]

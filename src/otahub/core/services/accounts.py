@@ -1,0 +1,96 @@
+"""Accounts, access keys and tenants."""
+
+from __future__ import annotations
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from otahub.core.entities import Tenant
+from otahub.core.services.base import ServiceContext
+from otahub.store.tables import access_keys, products, tenants
+
+DEFAULT_PRODUCT_KEY = ""
+
+
+class AccountService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self._tenants: dict[tuple[str, str], Tenant] = {}
+        self._secrets: dict[str, tuple[str, str]] = {}
+
+    async def ensure_access_key(self, access_key_id: str, secret: str, account_id: str) -> None:
+        """Create the key if missing, or give it this secret and account."""
+        async with self.ctx.db.transaction() as conn:
+            row = (
+                await conn.execute(select(access_keys).where(access_keys.c.id == access_key_id))
+            ).first()
+            if row is None:
+                await conn.execute(
+                    insert(access_keys).values(
+                        id=access_key_id,
+                        secret=secret,
+                        account_id=account_id,
+                        enabled=True,
+                        created_at=self.ctx.clock.now(),
+                    )
+                )
+            elif row.secret != secret or row.account_id != account_id:
+                await conn.execute(
+                    access_keys.update()
+                    .where(access_keys.c.id == access_key_id)
+                    .values(secret=secret, account_id=account_id, enabled=True)
+                )
+        self._secrets.pop(access_key_id, None)
+
+    async def lookup_key(self, access_key_id: str) -> tuple[str, str] | None:
+        """(secret, account id) of an enabled access key, or None."""
+        if access_key_id in self._secrets:
+            return self._secrets[access_key_id]
+        async with self.ctx.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(access_keys.c.secret, access_keys.c.account_id).where(
+                        access_keys.c.id == access_key_id, access_keys.c.enabled.is_(True)
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        self._secrets[access_key_id] = (row.secret, row.account_id)
+        return self._secrets[access_key_id]
+
+    async def tenant(self, account_id: str, instance_id: str = "") -> Tenant:
+        """The tenant of an account (and instance), created on first use with its
+        default product."""
+        key = (account_id, instance_id)
+        if key in self._tenants:
+            return self._tenants[key]
+        async with self.ctx.db.transaction() as conn:
+            tenant = await _get_or_create_tenant(conn, account_id, instance_id, self.ctx)
+        self._tenants[key] = tenant
+        return tenant
+
+
+async def _get_or_create_tenant(
+    conn: AsyncConnection, account_id: str, instance_id: str, ctx: ServiceContext
+) -> Tenant:
+    q = select(tenants).where(
+        tenants.c.account_id == account_id, tenants.c.instance_id == instance_id
+    )
+    row = (await conn.execute(q)).first()
+    if row is None:
+        now = ctx.clock.now()
+        tid = (
+            await conn.execute(
+                insert(tenants)
+                .values(account_id=account_id, instance_id=instance_id, created_at=now)
+                .returning(tenants.c.id)
+            )
+        ).scalar_one()
+        await conn.execute(
+            insert(products).values(
+                tenant_id=tid, key=DEFAULT_PRODUCT_KEY, name=DEFAULT_PRODUCT_KEY, created_at=now
+            )
+        )
+        row = (await conn.execute(q)).one()
+    return Tenant(id=row.id, account_id=row.account_id, instance_id=row.instance_id)

@@ -1,0 +1,330 @@
+"""Executions: one job on one device. The device side and the operator's controls.
+
+Every change goes through `check_transition` and bumps the version with an
+optimistic-concurrency guard; a change that leaves the pending set writes an
+outbox row in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from otahub.core.entities import Execution, row_to
+from otahub.core.errors import InvalidRequest, InvalidStateTransition, NotFound, VersionConflict
+from otahub.core.policies import JobPolicies
+from otahub.core.services.base import ServiceContext
+from otahub.core.states import (
+    PENDING,
+    TERMINAL,
+    ExecutionStatus,
+    JobStatus,
+    check_transition,
+)
+from otahub.store import rollout
+from otahub.store.tables import devices, executions, jobs
+from otahub.store.types import UTCDateTime
+
+S = ExecutionStatus
+_EXEC_COLS = [*executions.c, jobs.c.ref.label("job_ref")]
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a device says about one of its executions."""
+
+    status: ExecutionStatus
+    status_details: Mapping[str, str] | None = None  # None: unchanged
+    expected_version: int | None = None
+    execution_number: int | None = None
+    step_timeout_minutes: int | None = None
+    progress: int | None = None
+    reason: str | None = None
+
+
+class ExecutionService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    # -- reading --------------------------------------------------------------------
+
+    async def pending_for_device(
+        self, device_id: int, *, include_unreleased: bool = False, limit: int = 100
+    ) -> list[Execution]:
+        """The device's pending executions: IN_PROGRESS first, then by queue time."""
+        q = (
+            select(*_EXEC_COLS)
+            .join(jobs, jobs.c.id == executions.c.job_id)
+            .where(
+                executions.c.device_id == device_id,
+                executions.c.status.in_([s.value for s in PENDING]),
+            )
+        )
+        if not include_unreleased:
+            q = q.where(executions.c.released_at.is_not(None))
+        async with self.ctx.db.read() as conn:
+            rows = (await conn.execute(q.limit(limit))).all()
+        found = [row_to(Execution, r) for r in rows]
+        found.sort(key=lambda e: (e.status is not S.IN_PROGRESS, e.queued_at, e.id))
+        return found
+
+    async def get(
+        self, job_id: int, device_id: int, execution_number: int | None = None
+    ) -> Execution:
+        async with self.ctx.db.read() as conn:
+            return await _latest(conn, job_id, device_id, execution_number)
+
+    async def list_for_job(
+        self,
+        job_id: int,
+        *,
+        status: ExecutionStatus | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Execution]:
+        q = (
+            select(*_EXEC_COLS, devices.c.name.label("device_name"))
+            .join(jobs, jobs.c.id == executions.c.job_id)
+            .join(devices, devices.c.id == executions.c.device_id)
+            .where(
+                executions.c.job_id == job_id,
+                executions.c.id > after_id,
+                executions.c.superseded.is_(False),
+            )
+        )
+        if status is not None:
+            q = q.where(executions.c.status == status.value)
+        async with self.ctx.db.read() as conn:
+            rows = await conn.execute(q.order_by(executions.c.id).limit(limit))
+            return [row_to(Execution, r) for r in rows]
+
+    async def list_for_device(
+        self,
+        device_id: int,
+        *,
+        status: ExecutionStatus | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Execution]:
+        q = (
+            select(*_EXEC_COLS)
+            .join(jobs, jobs.c.id == executions.c.job_id)
+            .where(
+                executions.c.device_id == device_id,
+                executions.c.id > after_id,
+                executions.c.superseded.is_(False),
+            )
+        )
+        if status is not None:
+            q = q.where(executions.c.status == status.value)
+        async with self.ctx.db.read() as conn:
+            rows = await conn.execute(q.order_by(executions.c.id).limit(limit))
+            return [row_to(Execution, r) for r in rows]
+
+    # -- device side ----------------------------------------------------------------
+
+    async def start_next(
+        self,
+        device_id: int,
+        *,
+        status_details: Mapping[str, str] | None = None,
+        step_timeout_minutes: int | None = None,
+    ) -> Execution | None:
+        """Start the head of the device's queue; an IN_PROGRESS head is returned as is."""
+        pending = await self.pending_for_device(device_id, limit=100)
+        if not pending:
+            return None
+        head = pending[0]
+        if head.status is S.IN_PROGRESS:
+            return head
+        return await self.report(
+            head.job_id,
+            device_id,
+            Report(
+                S.IN_PROGRESS,
+                status_details=status_details,
+                step_timeout_minutes=step_timeout_minutes,
+            ),
+        )
+
+    async def report(self, job_id: int, device_id: int, report: Report) -> Execution:
+        """Apply a device's status report to its execution of a job."""
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            ex = await _latest(conn, job_id, device_id, report.execution_number)
+            if report.expected_version is not None and report.expected_version != ex.version:
+                raise VersionConflict(
+                    f"expected version {report.expected_version}, current is {ex.version}",
+                    current=ex.state(),
+                )
+            check_transition(ex.status, report.status, state=ex.state())
+            job = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
+            values = self._report_values(ex, report, job, now)
+            updated = await conn.execute(
+                update(executions)
+                .where(executions.c.id == ex.id, executions.c.version == ex.version)
+                .values(**values)
+            )
+            if updated.rowcount != 1:
+                current = await _latest(conn, job_id, device_id, ex.execution_number)
+                raise VersionConflict("the execution changed meanwhile", current=current.state())
+            if report.status in TERMINAL:
+                await rollout.add_outbox(conn, job_id, [_Ref(ex.id, device_id)], "changed", now)
+            return await _by_id(conn, ex.id)
+
+    def _report_values(
+        self, ex: Execution, report: Report, job: Any, now: datetime
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "status": report.status.value,
+            "version": ex.version + 1,
+            "updated_at": now,
+        }
+        if report.status_details is not None:
+            values["status_details"] = {**(ex.status_details or {}), **report.status_details}
+        if report.progress is not None:
+            values["progress"] = report.progress
+        if report.reason is not None:
+            values["reason"] = report.reason
+        if ex.released_at is None:
+            values["released_at"] = now
+        if report.status is S.IN_PROGRESS:
+            timeout_at = ex.timeout_at
+            if ex.status is not S.IN_PROGRESS:
+                values["started_at"] = now
+                minutes = JobPolicies.from_json(job.policies).timeout.in_progress_minutes
+                timeout_at = now + timedelta(minutes=minutes) if minutes else None
+                values["timeout_at"] = timeout_at
+            deadline = ex.deadline_at if ex.status is S.IN_PROGRESS else timeout_at
+            if report.step_timeout_minutes is not None:
+                if not 1 <= report.step_timeout_minutes <= 10080:
+                    raise InvalidRequest("stepTimeoutInMinutes must be between 1 and 10080")
+                step = now + timedelta(minutes=report.step_timeout_minutes)
+                deadline = min(step, timeout_at) if timeout_at else step
+            values["deadline_at"] = deadline
+        elif report.status in TERMINAL:
+            values["finished_at"] = now
+            values["deadline_at"] = None
+            allowed = JobPolicies.from_json(job.policies).retry.allowed_retries(report.status)
+            values["retry_pending"] = (
+                ex.retry_attempt < allowed and JobStatus(job.status) is JobStatus.IN_PROGRESS
+            )
+        return values
+
+    async def mark_notified(self, execution_id: int) -> Execution:
+        """The device was handed this execution on request (pull): QUEUED -> NOTIFIED."""
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            ex = await _by_id(conn, execution_id)
+            if ex.status is S.QUEUED:
+                await conn.execute(
+                    update(executions)
+                    .where(executions.c.id == execution_id, executions.c.status == S.QUEUED.value)
+                    .values(
+                        status=S.NOTIFIED.value,
+                        version=executions.c.version + 1,
+                        updated_at=now,
+                        released_at=func_coalesce_now(now),
+                    )
+                )
+                ex = await _by_id(conn, execution_id)
+            return ex
+
+    # -- operator side --------------------------------------------------------------
+
+    async def cancel(
+        self,
+        job_id: int,
+        device_id: int,
+        *,
+        force: bool = False,
+        expected_version: int | None = None,
+        status_details: Mapping[str, str] | None = None,
+    ) -> Execution:
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            ex = await _latest(conn, job_id, device_id)
+            if expected_version is not None and expected_version != ex.version:
+                raise VersionConflict(
+                    f"expected version {expected_version}, current is {ex.version}",
+                    current=ex.state(),
+                )
+            if ex.status is S.IN_PROGRESS and not force:
+                raise InvalidStateTransition(
+                    "an IN_PROGRESS execution is canceled only with force", current=ex.state()
+                )
+            check_transition(ex.status, S.CANCELED, state=ex.state())
+            values: dict[str, Any] = {
+                "status": S.CANCELED.value,
+                "version": ex.version + 1,
+                "updated_at": now,
+                "finished_at": now,
+                "deadline_at": None,
+            }
+            if status_details is not None:
+                values["status_details"] = {**(ex.status_details or {}), **status_details}
+            await conn.execute(update(executions).where(executions.c.id == ex.id).values(**values))
+            await rollout.add_outbox(conn, job_id, [_Ref(ex.id, device_id)], "changed", now)
+            return await _by_id(conn, ex.id)
+
+    async def delete(
+        self, job_id: int, device_id: int, execution_number: int, *, force: bool = False
+    ) -> None:
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            ex = await _latest(conn, job_id, device_id, execution_number)
+            if ex.status not in TERMINAL and not force:
+                raise InvalidStateTransition(
+                    "only a terminal execution can be deleted without force", current=ex.state()
+                )
+            await conn.execute(delete(executions).where(executions.c.id == ex.id))
+            if ex.status not in TERMINAL:
+                await rollout.add_outbox(conn, job_id, [_Ref(ex.id, device_id)], "deleted", now)
+
+
+@dataclass(frozen=True)
+class _Ref:
+    id: int
+    device_id: int
+
+
+def func_coalesce_now(now: datetime) -> Any:
+    return func.coalesce(executions.c.released_at, literal(now, UTCDateTime()))
+
+
+async def _by_id(conn: AsyncConnection, execution_id: int) -> Execution:
+    row = (
+        await conn.execute(
+            select(*_EXEC_COLS)
+            .join(jobs, jobs.c.id == executions.c.job_id)
+            .where(executions.c.id == execution_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("execution not found")
+    return row_to(Execution, row)
+
+
+async def _latest(
+    conn: AsyncConnection, job_id: int, device_id: int, execution_number: int | None = None
+) -> Execution:
+    cond = and_(executions.c.job_id == job_id, executions.c.device_id == device_id)
+    if execution_number is not None:
+        cond = and_(cond, executions.c.execution_number == execution_number)
+    row = (
+        await conn.execute(
+            select(*_EXEC_COLS)
+            .join(jobs, jobs.c.id == executions.c.job_id)
+            .where(cond)
+            .order_by(executions.c.execution_number.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("no such job execution")
+    return row_to(Execution, row)

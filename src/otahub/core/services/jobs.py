@@ -1,0 +1,287 @@
+"""Jobs: a package or document sent to targets under a rollout policy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from otahub.core import selectors as sel
+from otahub.core.engine import cancel_job_in
+from otahub.core.entities import Job, row_to
+from otahub.core.errors import AlreadyExists, InvalidRequest, InvalidStateTransition, NotFound
+from otahub.core.policies import JobPolicies
+from otahub.core.services.base import ServiceContext
+from otahub.core.states import (
+    ACTIVE_JOB,
+    PENDING,
+    ExecutionStatus,
+    JobStatus,
+    ReleaseMode,
+    TargetSelection,
+    VerifyState,
+)
+from otahub.store import rollout
+from otahub.store.tables import executions, job_targets, jobs, packages
+
+S = ExecutionStatus
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a face says when it creates a job."""
+
+    ref: str
+    kind: str
+    device_ids: Sequence[int] = ()
+    group_ids: Sequence[int] = ()
+    selector: sel.Selector | None = None
+    product_id: int | None = None
+    package_id: int | None = None
+    document: str | None = None
+    description: str | None = None
+    target_selection: TargetSelection = TargetSelection.SNAPSHOT
+    release_mode: ReleaseMode = ReleaseMode.CREATE
+    only_later_matches: bool = False
+    policies: JobPolicies = field(default_factory=JobPolicies)
+    need_push: bool = True
+    need_confirm: bool = False
+    is_verify: bool = False
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class JobService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    async def create_job(self, tenant_id: int, spec: JobSpec) -> Job:
+        spec.policies.validate()
+        if not (spec.device_ids or spec.group_ids or spec.selector):
+            raise InvalidRequest("a job needs at least one target")
+        if spec.need_confirm and spec.release_mode is not ReleaseMode.NOTIFY:
+            raise InvalidRequest("confirmation applies to jobs that create executions up front")
+        if spec.only_later_matches and spec.target_selection is not TargetSelection.CONTINUOUS:
+            raise InvalidRequest("only continuous jobs can wait for later matches")
+        now = self.ctx.clock.now()
+        start_at = spec.policies.schedule.start_at
+        scheduled = start_at is not None and start_at > now
+        async with self.ctx.db.transaction() as conn:
+            if spec.package_id is not None:
+                await self._check_package(conn, tenant_id, spec)
+            values: dict[str, Any] = {
+                "tenant_id": tenant_id,
+                "ref": spec.ref,
+                "kind": spec.kind,
+                "status": (JobStatus.SCHEDULED if scheduled else JobStatus.IN_PROGRESS).value,
+                "package_id": spec.package_id,
+                "product_id": spec.product_id,
+                "document": spec.document,
+                "description": spec.description,
+                "target_selection": spec.target_selection.value,
+                "release_mode": spec.release_mode.value,
+                "selector": sel.to_json(spec.selector) if spec.selector is not None else None,
+                "only_later_matches": spec.only_later_matches,
+                "policies": spec.policies.to_json(),
+                "need_push": spec.need_push,
+                "need_confirm": spec.need_confirm,
+                "is_verify": spec.is_verify,
+                "data": dict(spec.data),
+                "created_at": now,
+                "updated_at": now,
+                "started_at": None if scheduled else now,
+            }
+            if spec.only_later_matches:
+                values.update(initial_done=True, scan_from=now)
+            try:
+                job_id = (
+                    await conn.execute(insert(jobs).values(**values).returning(jobs.c.id))
+                ).scalar_one()
+            except IntegrityError as exc:
+                raise AlreadyExists(f"job {spec.ref} already exists", ref=spec.ref) from exc
+            targets = [
+                {"job_id": job_id, "device_id": d, "group_id": None}
+                for d in dict.fromkeys(spec.device_ids)
+            ]
+            targets += [
+                {"job_id": job_id, "device_id": None, "group_id": g}
+                for g in dict.fromkeys(spec.group_ids)
+            ]
+            if targets:
+                await conn.execute(insert(job_targets), targets)
+            if spec.is_verify and spec.package_id is not None:
+                await conn.execute(
+                    update(packages)
+                    .where(packages.c.id == spec.package_id)
+                    .values(verify_state=VerifyState.VERIFYING.value, updated_at=now)
+                )
+            return await load_job(conn, job_id)
+
+    async def _check_package(self, conn: AsyncConnection, tenant_id: int, spec: JobSpec) -> None:
+        row = (
+            await conn.execute(
+                select(packages.c.verify_state, packages.c.tenant_id).where(
+                    packages.c.id == spec.package_id
+                )
+            )
+        ).first()
+        if row is None or row.tenant_id != tenant_id:
+            raise NotFound("package not found")
+        state = VerifyState(row.verify_state)
+        if spec.is_verify:
+            if state not in (VerifyState.UNVERIFIED, VerifyState.FAILED):
+                raise InvalidStateTransition(
+                    f"the package cannot be verified while it is {state.value}", state=state.value
+                )
+        elif state in (VerifyState.UNVERIFIED, VerifyState.VERIFYING, VerifyState.FAILED):
+            raise InvalidStateTransition(
+                f"the package must be verified first (it is {state.value})", state=state.value
+            )
+
+    async def get_job(self, tenant_id: int, ref: str) -> Job:
+        async with self.ctx.db.read() as conn:
+            return await job_by_ref(conn, tenant_id, ref)
+
+    async def get_job_by_id(self, job_id: int) -> Job:
+        async with self.ctx.db.read() as conn:
+            return await load_job(conn, job_id)
+
+    async def list_jobs(
+        self,
+        tenant_id: int,
+        *,
+        status: JobStatus | None = None,
+        kind: str | None = None,
+        package_id: int | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Job]:
+        q = select(jobs).where(jobs.c.tenant_id == tenant_id, jobs.c.id > after_id)
+        if status is not None:
+            q = q.where(jobs.c.status == status.value)
+        if kind is not None:
+            q = q.where(jobs.c.kind == kind)
+        if package_id is not None:
+            q = q.where(jobs.c.package_id == package_id)
+        async with self.ctx.db.read() as conn:
+            rows = await conn.execute(q.order_by(jobs.c.id).limit(limit))
+            return [row_to(Job, r) for r in rows]
+
+    async def counts(self, job_id: int) -> dict[ExecutionStatus, int]:
+        """Executions of the job per status (latest execution of each device)."""
+        async with self.ctx.db.read() as conn:
+            return await rollout.status_counts(conn, job_id)
+
+    async def update_job(
+        self,
+        tenant_id: int,
+        ref: str,
+        *,
+        policies: JobPolicies | None = None,
+        description: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Job:
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            job = await job_by_ref(conn, tenant_id, ref, lock=self.ctx.db.is_postgres)
+            values: dict[str, Any] = {"updated_at": now, "version": job.version + 1}
+            if policies is not None:
+                policies.validate()
+                values["policies"] = policies.to_json()
+            if description is not None:
+                values["description"] = description
+            if data is not None:
+                values["data"] = {**job.data, **data}
+            await conn.execute(update(jobs).where(jobs.c.id == job.id).values(**values))
+            return await load_job(conn, job.id)
+
+    async def cancel_job(
+        self,
+        tenant_id: int,
+        ref: str,
+        *,
+        force: bool = False,
+        reason_code: str | None = None,
+        comment: str | None = None,
+    ) -> Job:
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            job = await job_by_ref(conn, tenant_id, ref, lock=self.ctx.db.is_postgres)
+            if job.status is JobStatus.CANCELED and force and not job.force_canceled:
+                pass  # upgrading a cancel to a forced one cancels the in-progress too
+            elif job.status not in ACTIVE_JOB:
+                raise InvalidStateTransition(
+                    f"job {ref} is {job.status.value} and cannot be canceled", state=job.status
+                )
+            row = (await conn.execute(select(jobs).where(jobs.c.id == job.id))).one()
+            await cancel_job_in(
+                conn, row, now, force=force, reason_code=reason_code, comment=comment
+            )
+            return await load_job(conn, job.id)
+
+    async def delete_job(self, tenant_id: int, ref: str, *, force: bool = False) -> None:
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            job = await job_by_ref(conn, tenant_id, ref, lock=self.ctx.db.is_postgres)
+            if job.status in ACTIVE_JOB and not force:
+                raise InvalidStateTransition(
+                    f"job {ref} is {job.status.value}; delete it with force", state=job.status
+                )
+            # Devices with pending work in it hear that it is gone.
+            pending = (
+                await conn.execute(
+                    select(executions.c.id, executions.c.device_id).where(
+                        executions.c.job_id == job.id,
+                        executions.c.status.in_([s.value for s in PENDING]),
+                    )
+                )
+            ).all()
+            await rollout.add_outbox(conn, job.id, pending, "deleted", now)
+            await conn.execute(delete(executions).where(executions.c.job_id == job.id))
+            await conn.execute(delete(jobs).where(jobs.c.id == job.id))
+
+    async def confirm(self, job_id: int, device_ids: Sequence[int] | None = None) -> int:
+        """Release executions waiting in CONFIRM (all of the job's, or these devices')."""
+        now = self.ctx.clock.now()
+        cond = [executions.c.job_id == job_id, executions.c.status == S.CONFIRM.value]
+        if device_ids is not None:
+            cond.append(executions.c.device_id.in_(device_ids))
+        async with self.ctx.db.transaction() as conn:
+            result = await conn.execute(
+                update(executions)
+                .where(*cond)
+                .values(status=S.QUEUED.value, updated_at=now, version=executions.c.version + 1)
+            )
+            return int(result.rowcount or 0)
+
+    async def count_jobs_in(self, tenant_id: int, status: JobStatus) -> int:
+        async with self.ctx.db.read() as conn:
+            return int(
+                (
+                    await conn.execute(
+                        select(func.count()).where(
+                            jobs.c.tenant_id == tenant_id, jobs.c.status == status.value
+                        )
+                    )
+                ).scalar_one()
+            )
+
+
+async def load_job(conn: AsyncConnection, job_id: int) -> Job:
+    row = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).first()
+    if row is None:
+        raise NotFound("job not found")
+    return row_to(Job, row)
+
+
+async def job_by_ref(conn: AsyncConnection, tenant_id: int, ref: str, *, lock: bool = False) -> Job:
+    q = select(jobs).where(jobs.c.tenant_id == tenant_id, jobs.c.ref == ref)
+    if lock:
+        q = q.with_for_update()
+    row = (await conn.execute(q)).first()
+    if row is None:
+        raise NotFound(f"job {ref} not found", ref=ref)
+    return row_to(Job, row)

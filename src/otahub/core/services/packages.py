@@ -1,0 +1,124 @@
+"""Packages: a firmware version with its files, and its verification state."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from otahub.core.entities import Package, PackageFile, row_to
+from otahub.core.errors import AlreadyExists, InvalidRequest, NotFound
+from otahub.core.ids import opaque_id
+from otahub.core.services.base import ServiceContext
+from otahub.core.states import VerifyState
+from otahub.store.tables import package_files, packages
+
+
+class PackageService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    async def create_package(
+        self,
+        tenant_id: int,
+        *,
+        name: str,
+        version: str,
+        files: Sequence[PackageFile],
+        ref: str | None = None,
+        product_id: int | None = None,
+        module: str = "default",
+        source_version: str | None = None,
+        description: str | None = None,
+        need_verify: bool = False,
+        data: Mapping[str, Any] | None = None,
+    ) -> Package:
+        if source_version is not None and source_version == version:
+            raise InvalidRequest("a differential package's source version must differ")
+        now = self.ctx.clock.now()
+        state = VerifyState.UNVERIFIED if need_verify else VerifyState.NOT_REQUIRED
+        async with self.ctx.db.transaction() as conn:
+            try:
+                pid = (
+                    await conn.execute(
+                        insert(packages)
+                        .values(
+                            tenant_id=tenant_id,
+                            ref=ref or opaque_id(),
+                            product_id=product_id,
+                            name=name,
+                            module=module,
+                            version=version,
+                            source_version=source_version,
+                            description=description,
+                            verify_state=state.value,
+                            data=dict(data or {}),
+                            created_at=now,
+                            updated_at=now,
+                        )
+                        .returning(packages.c.id)
+                    )
+                ).scalar_one()
+            except IntegrityError as exc:
+                raise AlreadyExists(f"package {ref} already exists") from exc
+            if files:
+                await conn.execute(
+                    insert(package_files),
+                    [
+                        {
+                            "package_id": pid,
+                            "ordinal": f.ordinal,
+                            "name": f.name,
+                            "blob_key": f.blob_key,
+                            "url": f.url,
+                            "size": f.size,
+                            "sha256": f.sha256,
+                            "md5": f.md5,
+                            "signature": f.signature,
+                            "hash_algorithm": f.hash_algorithm,
+                            "signature_algorithm": f.signature_algorithm,
+                            "certificate": f.certificate,
+                            "file_type": f.file_type,
+                            "attributes": dict(f.attributes),
+                        }
+                        for f in files
+                    ],
+                )
+            return await load_package(conn, pid)
+
+    async def get_package(self, tenant_id: int, ref: str) -> Package:
+        async with self.ctx.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(packages.c.id).where(
+                        packages.c.tenant_id == tenant_id, packages.c.ref == ref
+                    )
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"package {ref} not found")
+            return await load_package(conn, row.id)
+
+    async def set_verify_state(self, package_id: int, state: VerifyState) -> None:
+        async with self.ctx.db.transaction() as conn:
+            await conn.execute(
+                update(packages)
+                .where(packages.c.id == package_id)
+                .values(verify_state=state.value, updated_at=self.ctx.clock.now())
+            )
+
+
+async def load_package(conn: AsyncConnection, package_id: int) -> Package:
+    row = (await conn.execute(select(packages).where(packages.c.id == package_id))).first()
+    if row is None:
+        raise NotFound("package not found")
+    frows = await conn.execute(
+        select(package_files)
+        .where(package_files.c.package_id == package_id)
+        .order_by(package_files.c.ordinal)
+    )
+    files = tuple(row_to(PackageFile, f) for f in frows)
+    return row_to(Package, row, files=files)

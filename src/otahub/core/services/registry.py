@@ -1,0 +1,469 @@
+"""The device registry: products, devices, installed versions, groups."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from otahub.core import selectors as sel
+from otahub.core.entities import Device, Group, Product, row_to
+from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, VersionConflict
+from otahub.core.ids import new_uuid
+from otahub.core.services.accounts import DEFAULT_PRODUCT_KEY
+from otahub.core.services.base import ServiceContext
+from otahub.store.selectors import group_descendants
+from otahub.store.tables import (
+    device_groups,
+    device_modules,
+    devices,
+    group_members,
+    products,
+)
+from otahub.store.types import UTCDateTime
+
+
+class RegistryService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    # -- products -------------------------------------------------------------------
+
+    async def create_product(
+        self,
+        tenant_id: int,
+        key: str,
+        name: str,
+        *,
+        description: str | None = None,
+        node_type: int = 0,
+        secret: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Product:
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            try:
+                await conn.execute(
+                    insert(products).values(
+                        tenant_id=tenant_id,
+                        key=key,
+                        name=name,
+                        description=description,
+                        node_type=node_type,
+                        secret=secret,
+                        data=dict(data or {}),
+                        created_at=now,
+                    )
+                )
+            except IntegrityError as exc:
+                raise AlreadyExists(f"product {key} already exists") from exc
+            return await _product(conn, tenant_id, key)
+
+    async def get_product(self, tenant_id: int, key: str) -> Product:
+        async with self.ctx.db.read() as conn:
+            return await _product(conn, tenant_id, key)
+
+    async def list_products(self, tenant_id: int) -> list[Product]:
+        async with self.ctx.db.read() as conn:
+            rows = await conn.execute(
+                select(products)
+                .where(products.c.tenant_id == tenant_id, products.c.key != DEFAULT_PRODUCT_KEY)
+                .order_by(products.c.id)
+            )
+            return [row_to(Product, r) for r in rows]
+
+    # -- devices --------------------------------------------------------------------
+
+    async def create_device(
+        self,
+        tenant_id: int,
+        name: str,
+        *,
+        product_key: str = DEFAULT_PRODUCT_KEY,
+        attributes: Mapping[str, str] | None = None,
+        type_name: str | None = None,
+        secret: str | None = None,
+        uid: str | None = None,
+    ) -> Device:
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            product = await _product(conn, tenant_id, product_key)
+            try:
+                await conn.execute(
+                    insert(devices).values(
+                        tenant_id=tenant_id,
+                        product_id=product.id,
+                        name=name,
+                        uid=uid or new_uuid(),
+                        secret=secret,
+                        type_name=type_name,
+                        attributes=dict(attributes or {}),
+                        created_at=now,
+                        changed_at=now,
+                    )
+                )
+            except IntegrityError as exc:
+                raise AlreadyExists(f"device {name} already exists", name=name) from exc
+            return await _device(conn, tenant_id, product.id, name)
+
+    async def create_devices_bulk(
+        self,
+        tenant_id: int,
+        names: Sequence[str],
+        *,
+        product_key: str = DEFAULT_PRODUCT_KEY,
+        secrets: Sequence[str] | None = None,
+    ) -> int:
+        """Register many devices in one statement; returns how many were created."""
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            product = await _product(conn, tenant_id, product_key)
+            rows: list[dict[str, Any]] = [
+                {
+                    "tenant_id": tenant_id,
+                    "product_id": product.id,
+                    "name": n,
+                    "uid": new_uuid(),
+                    "secret": secrets[i] if secrets else None,
+                    "attributes": {},
+                    "created_at": now,
+                    "changed_at": now,
+                }
+                for i, n in enumerate(names)
+            ]
+            try:
+                await conn.execute(insert(devices), rows)
+            except IntegrityError as exc:
+                raise AlreadyExists("a device of that name already exists") from exc
+            return len(rows)
+
+    async def get_device(
+        self, tenant_id: int, name: str, *, product_key: str = DEFAULT_PRODUCT_KEY
+    ) -> Device:
+        async with self.ctx.db.read() as conn:
+            product = await _product(conn, tenant_id, product_key)
+            return await _device(conn, tenant_id, product.id, name, with_modules=True)
+
+    async def get_device_by_uid(self, uid: str) -> Device:
+        async with self.ctx.db.read() as conn:
+            row = (await conn.execute(select(devices).where(devices.c.uid == uid))).first()
+            if row is None:
+                raise NotFound(f"device {uid} not found")
+            return row_to(Device, row, modules=await _modules(conn, row.id))
+
+    async def update_device(
+        self,
+        device_id: int,
+        *,
+        attributes: Mapping[str, str | None] | None = None,
+        merge: bool = True,
+        type_name: str | None = None,
+        remove_type: bool = False,
+        expected_version: int | None = None,
+    ) -> Device:
+        """Change attributes (merge: a None value removes the key) and type."""
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            row = (await conn.execute(select(devices).where(devices.c.id == device_id))).first()
+            if row is None:
+                raise NotFound("device not found")
+            if expected_version is not None and row.version != expected_version:
+                raise VersionConflict(
+                    f"expected version {expected_version}, current is {row.version}",
+                    current={"version": row.version},
+                )
+            values: dict[str, Any] = {"version": row.version + 1, "changed_at": now}
+            if attributes is not None:
+                attrs = dict(row.attributes) if merge else {}
+                for k, v in attributes.items():
+                    if v is None or (merge and v == ""):
+                        attrs.pop(k, None)
+                    else:
+                        attrs[k] = v
+                values["attributes"] = attrs
+            if type_name is not None:
+                values["type_name"] = type_name
+            if remove_type:
+                values["type_name"] = None
+            await conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
+            row = (await conn.execute(select(devices).where(devices.c.id == device_id))).one()
+            return row_to(Device, row, modules=await _modules(conn, device_id))
+
+    async def delete_device(self, device_id: int, *, expected_version: int | None = None) -> None:
+        async with self.ctx.db.transaction() as conn:
+            row = (
+                await conn.execute(select(devices.c.version).where(devices.c.id == device_id))
+            ).first()
+            if row is None:
+                return
+            if expected_version is not None and row.version != expected_version:
+                raise VersionConflict(
+                    f"expected version {expected_version}, current is {row.version}",
+                    current={"version": row.version},
+                )
+            await conn.execute(delete(devices).where(devices.c.id == device_id))
+
+    async def list_devices(
+        self,
+        tenant_id: int,
+        *,
+        product_key: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+        selector: sel.Selector | None = None,
+    ) -> list[Device]:
+        from otahub.store.selectors import compile_selector
+
+        q = select(devices).where(devices.c.tenant_id == tenant_id, devices.c.id > after_id)
+        async with self.ctx.db.read() as conn:
+            if product_key is not None:
+                product = await _product(conn, tenant_id, product_key)
+                q = q.where(devices.c.product_id == product.id)
+            if selector is not None:
+                q = q.where(compile_selector(selector, tenant_id))
+            rows = await conn.execute(q.order_by(devices.c.id).limit(limit))
+            return [row_to(Device, r) for r in rows]
+
+    async def set_connected(self, device_id: int, connected: bool) -> None:
+        now = self.ctx.clock.now()
+        stamp = {"connected_at": now} if connected else {"disconnected_at": now}
+        async with self.ctx.db.transaction() as conn:
+            await conn.execute(
+                update(devices)
+                .where(devices.c.id == device_id)
+                .values(connected=connected, changed_at=now, **stamp)
+            )
+
+    async def report_version(self, device_id: int, module: str, version: str) -> None:
+        """Record the version a device says it runs for one module."""
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            changed = await conn.execute(
+                update(device_modules)
+                .where(device_modules.c.device_id == device_id, device_modules.c.module == module)
+                .values(version=version, reported_at=now)
+            )
+            if changed.rowcount == 0:
+                await conn.execute(
+                    insert(device_modules).values(
+                        device_id=device_id, module=module, version=version, reported_at=now
+                    )
+                )
+            await conn.execute(
+                update(devices).where(devices.c.id == device_id).values(changed_at=now)
+            )
+
+    # -- groups ---------------------------------------------------------------------
+
+    async def create_group(
+        self,
+        tenant_id: int,
+        name: str,
+        *,
+        parent: str | None = None,
+        description: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+        selector: sel.Selector | None = None,
+        query: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Group:
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            parent_id = None
+            if parent is not None:
+                p = await _group(conn, tenant_id, parent)
+                if p.dynamic:
+                    raise InvalidRequest("a dynamic group cannot be a parent")
+                parent_id = p.id
+            if selector is not None and parent_id is not None:
+                raise InvalidRequest("a dynamic group cannot be part of a hierarchy")
+            try:
+                await conn.execute(
+                    insert(device_groups).values(
+                        tenant_id=tenant_id,
+                        name=name,
+                        uid=new_uuid(),
+                        parent_id=parent_id,
+                        dynamic=selector is not None,
+                        selector=sel.to_json(selector) if selector is not None else None,
+                        query=query,
+                        description=description,
+                        attributes=dict(attributes or {}),
+                        data=dict(data or {}),
+                        created_at=now,
+                    )
+                )
+            except IntegrityError as exc:
+                raise AlreadyExists(f"group {name} already exists", name=name) from exc
+            return await _group(conn, tenant_id, name)
+
+    async def get_group(self, tenant_id: int, name: str) -> Group:
+        async with self.ctx.db.read() as conn:
+            return await _group(conn, tenant_id, name)
+
+    async def delete_group(self, tenant_id: int, name: str) -> None:
+        async with self.ctx.db.transaction() as conn:
+            g = (
+                await conn.execute(
+                    select(device_groups.c.id).where(
+                        device_groups.c.tenant_id == tenant_id, device_groups.c.name == name
+                    )
+                )
+            ).first()
+            if g is None:
+                return
+            has_children = (
+                await conn.execute(select(func.count()).where(device_groups.c.parent_id == g.id))
+            ).scalar_one()
+            if has_children:
+                raise Conflict(f"group {name} has child groups")
+            await conn.execute(delete(device_groups).where(device_groups.c.id == g.id))
+
+    async def add_to_group(self, tenant_id: int, group: str, device_ids: Sequence[int]) -> None:
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            g = await _group(conn, tenant_id, group)
+            if g.dynamic:
+                raise InvalidRequest("devices cannot be added to a dynamic group by hand")
+            existing = set(
+                (
+                    await conn.execute(
+                        select(group_members.c.device_id).where(
+                            group_members.c.group_id == g.id,
+                            group_members.c.device_id.in_(device_ids),
+                        )
+                    )
+                ).scalars()
+            )
+            new = [d for d in dict.fromkeys(device_ids) if d not in existing]
+            if new:
+                await conn.execute(
+                    insert(group_members),
+                    [{"group_id": g.id, "device_id": d, "added_at": now} for d in new],
+                )
+                await conn.execute(
+                    update(devices).where(devices.c.id.in_(new)).values(changed_at=now)
+                )
+
+    async def add_group_members_from_query(self, tenant_id: int, group: str) -> int:
+        """Put every device of the tenant in a static group (bulk, for fleets and benches)."""
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            g = await _group(conn, tenant_id, group)
+            result = await conn.execute(
+                insert(group_members).from_select(
+                    ["group_id", "device_id", "added_at"],
+                    select(literal(g.id), devices.c.id, literal(now, UTCDateTime())).where(
+                        devices.c.tenant_id == tenant_id
+                    ),
+                )
+            )
+            return int(result.rowcount or 0)
+
+    async def remove_from_group(
+        self, tenant_id: int, group: str, device_ids: Sequence[int]
+    ) -> None:
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            g = await _group(conn, tenant_id, group)
+            await conn.execute(
+                delete(group_members).where(
+                    and_(
+                        group_members.c.group_id == g.id, group_members.c.device_id.in_(device_ids)
+                    )
+                )
+            )
+            await conn.execute(
+                update(devices).where(devices.c.id.in_(device_ids)).values(changed_at=now)
+            )
+
+    async def group_member_ids(
+        self,
+        tenant_id: int,
+        group: str,
+        *,
+        recursive: bool = False,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[int]:
+        async with self.ctx.db.read() as conn:
+            g = await _group(conn, tenant_id, group)
+            ids = select(group_members.c.device_id).where(group_members.c.device_id > after_id)
+            if recursive:
+                tree = group_descendants(g.id)
+                ids = ids.where(group_members.c.group_id.in_(select(tree.c.id)))
+            else:
+                ids = ids.where(group_members.c.group_id == g.id)
+            rows = await conn.execute(
+                ids.distinct().order_by(group_members.c.device_id).limit(limit)
+            )
+            return list(rows.scalars())
+
+    async def groups_of_device(self, device_id: int) -> list[Group]:
+        async with self.ctx.db.read() as conn:
+            rows = await conn.execute(
+                select(device_groups)
+                .join(group_members, group_members.c.group_id == device_groups.c.id)
+                .where(group_members.c.device_id == device_id)
+                .order_by(device_groups.c.name)
+            )
+            return [row_to(Group, r) for r in rows]
+
+
+async def _product(conn: AsyncConnection, tenant_id: int, key: str) -> Product:
+    row = (
+        await conn.execute(
+            select(products).where(products.c.tenant_id == tenant_id, products.c.key == key)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"product {key} not found")
+    return row_to(Product, row)
+
+
+async def _modules(conn: AsyncConnection, device_id: int) -> dict[str, str]:
+    rows = await conn.execute(
+        select(device_modules.c.module, device_modules.c.version).where(
+            device_modules.c.device_id == device_id
+        )
+    )
+    return {r.module: r.version for r in rows}
+
+
+async def _device(
+    conn: AsyncConnection,
+    tenant_id: int,
+    product_id: int,
+    name: str,
+    *,
+    with_modules: bool = False,
+) -> Device:
+    row = (
+        await conn.execute(
+            select(devices).where(
+                devices.c.tenant_id == tenant_id,
+                devices.c.product_id == product_id,
+                devices.c.name == name,
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"device {name} not found", name=name)
+    mods = await _modules(conn, row.id) if with_modules else {}
+    return row_to(Device, row, modules=mods)
+
+
+async def _group(conn: AsyncConnection, tenant_id: int, name: str) -> Group:
+    row = (
+        await conn.execute(
+            select(device_groups).where(
+                device_groups.c.tenant_id == tenant_id, device_groups.c.name == name
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"group {name} not found", name=name)
+    return row_to(Group, row)
