@@ -56,6 +56,7 @@ class Engine:
         self.db = db
         self.clock = clock
         self.settings = settings or EngineSettings()
+        self.released_total = 0  # executions this engine released, for metrics
 
     async def tick(self) -> None:
         """One pass over every active job."""
@@ -178,12 +179,11 @@ class Engine:
                     page = await rollout.targets_page(conn, job, job.release_cursor, want)
                     seen = created = last = 0
                     if page is not None:
+                        # The cursor commits with each chunk and later matches are
+                        # scanned only once this pass is done, so no device above the
+                        # cursor has an execution of this job yet.
                         seen, created, last = await rollout.materialize(
-                            conn,
-                            job,
-                            page,
-                            now=now,
-                            **_fresh(job, mode),
+                            conn, job, page, now=now, fresh_only=True, **_fresh(job, mode)
                         )
                     if last:
                         changes["release_cursor"] = last
@@ -230,6 +230,7 @@ class Engine:
                     released += n
                     more = more or n == min(left, chunk)
 
+            self.released_total += released
             if released:
                 window = _window(job, now)
                 used = job.rate_window_count if job.rate_window == window else 0

@@ -141,7 +141,6 @@ class Job:
 
 @dataclass(frozen=True)
 class Execution:
-    id: int
     job_id: int
     device_id: int
     execution_number: int
@@ -161,6 +160,10 @@ class Execution:
     reason: str | None
     job_ref: str | None = None
     device_name: str | None = None
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.job_id, self.device_id, self.execution_number)
 
     def state(self) -> dict[str, Any]:
         """What a VersionConflict / InvalidStateTransition error reports back."""

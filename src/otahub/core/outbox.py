@@ -15,20 +15,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otahub.core.clock import Clock
 from otahub.store.db import Database
-from otahub.store.tables import outbox
+from otahub.store.tables import executions, outbox
 
 log = logging.getLogger("otahub.outbox")
 
 
 @dataclass(frozen=True)
 class Notification:
-    id: int
+    """Something a device must hear about: an execution of a job was released,
+    changed or deleted. The gateway renders the device's current view when sending."""
+
     device_id: int
-    execution_id: int | None
     job_id: int | None
+    execution_number: int | None
     kind: str  # released, changed, deleted
     payload: dict[str, Any] | None
 
@@ -45,7 +48,7 @@ class OutboxPublisher:
         self.wake = asyncio.Event()
 
     async def drain_once(self) -> int:
-        """Send one batch; returns how many were sent."""
+        """Send one batch of outbox rows; returns how many notifications went out."""
         async with self.db.transaction() as conn:
             q = select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id)
             q = q.limit(self.batch)
@@ -54,17 +57,40 @@ class OutboxPublisher:
             rows = (await conn.execute(q)).all()
             if not rows:
                 return 0
-            batch = [
-                Notification(r.id, r.device_id, r.execution_id, r.job_id, r.kind, r.payload)
-                for r in rows
-            ]
-            await self.sink(batch)
+            taken: list[int] = []
+            batch: list[Notification] = []
+            for r in rows:
+                batch.extend(await self._expand(conn, r))
+                taken.append(r.id)
+                if len(batch) >= self.batch:
+                    break
+            if batch:
+                await self.sink(batch)
             await conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_([n.id for n in batch]))
-                .values(sent_at=self.clock.now())
+                update(outbox).where(outbox.c.id.in_(taken)).values(sent_at=self.clock.now())
             )
-            return len(batch)
+            return len(batch) or len(taken)
+
+    async def _expand(self, conn: AsyncConnection, row: Any) -> list[Notification]:
+        if row.device_id is not None:
+            return [
+                Notification(row.device_id, row.job_id, row.execution_number, row.kind, row.payload)
+            ]
+        e = executions
+        devices = await conn.execute(
+            select(e.c.device_id)
+            .where(
+                e.c.job_id == row.job_id,
+                e.c.execution_number == row.execution_number,
+                e.c.device_id > row.first_device_id,
+                e.c.device_id <= row.last_device_id,
+            )
+            .order_by(e.c.device_id)
+        )
+        return [
+            Notification(d, row.job_id, row.execution_number, row.kind, row.payload)
+            for d in devices.scalars()
+        ]
 
     async def drain(self) -> int:
         total = 0

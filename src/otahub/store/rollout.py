@@ -179,16 +179,23 @@ async def materialize(
     released: bool,
     now: datetime,
     notify: bool,
+    fresh_only: bool = False,
 ) -> tuple[int, int, int]:
-    """Create one execution per device of `ids_query` (skipping devices that already
-    have one) and, when `notify`, one outbox row per created execution.
+    """Create the first execution for each device of `ids_query` and, when `notify`,
+    the outbox rows that announce them.
+
+    `fresh_only`: the caller knows none of these devices has an execution of the job
+    yet (the initial pass above its cursor); the rows then go in with one plain
+    INSERT … SELECT and are announced by one outbox row for the whole id range.
+    Otherwise devices that have one are skipped and each new one gets its own row.
 
     Returns (devices seen, executions created, highest device id seen)."""
     page = ids_query.subquery()
-    seen, max_seen = (await conn.execute(select(func.count(), func.max(page.c.id)))).one()
+    seen, low, high = (
+        await conn.execute(select(func.count(), func.min(page.c.id), func.max(page.c.id)))
+    ).one()
     if not seen:
         return 0, 0, 0
-    before = (await conn.execute(select(func.coalesce(func.max(executions.c.id), 0)))).scalar_one()
     fresh = select(
         literal(job.id, Integer).label("job_id"),
         page.c.id.label("device_id"),
@@ -196,54 +203,64 @@ async def materialize(
         literal(now, UTCDateTime()).label("queued_at"),
         literal(now if released else None, UTCDateTime()).label("released_at"),
         literal(now, UTCDateTime()).label("updated_at"),
-    ).where(~exists().where(executions.c.job_id == job.id, executions.c.device_id == page.c.id))
-    result = await conn.execute(
-        insert(executions).from_select(
-            ["job_id", "device_id", "status", "queued_at", "released_at", "updated_at"], fresh
-        )
     )
-    created = int(result.rowcount or 0)
-    if notify and created:
-        await conn.execute(
-            insert(outbox).from_select(
-                ["device_id", "execution_id", "job_id", "kind", "created_at"],
-                select(
-                    executions.c.device_id,
-                    executions.c.id,
-                    executions.c.job_id,
-                    literal("released", String),
-                    literal(now, UTCDateTime()),
-                ).where(executions.c.id > before, executions.c.job_id == job.id),
+    columns = ["job_id", "device_id", "status", "queued_at", "released_at", "updated_at"]
+    if fresh_only:
+        result = await conn.execute(insert(executions).from_select(columns, fresh))
+        created = int(result.rowcount or 0)
+        if notify and created:
+            await conn.execute(
+                insert(outbox).values(
+                    job_id=job.id,
+                    execution_number=1,
+                    first_device_id=int(low) - 1,
+                    last_device_id=int(high),
+                    kind="released",
+                    created_at=now,
+                )
             )
+        return int(seen), created, int(high)
+    fresh = fresh.where(
+        ~exists().where(executions.c.job_id == job.id, executions.c.device_id == page.c.id)
+    )
+    rows = (
+        await conn.execute(
+            insert(executions)
+            .from_select(columns, fresh)
+            .returning(executions.c.device_id, executions.c.execution_number)
         )
-    return int(seen), created, int(max_seen)
+    ).all()
+    if notify:
+        await add_outbox(conn, job.id, rows, "released", now)
+    return int(seen), len(rows), int(high)
 
 
 async def release_queued(
     conn: AsyncConnection, job: Any, limit: int, now: datetime, *, online_only: bool
 ) -> int:
     """NOTIFY mode: move up to `limit` QUEUED executions to NOTIFIED, with outbox rows."""
-    pick = select(executions.c.id).where(
-        executions.c.job_id == job.id,
-        executions.c.status == S.QUEUED.value,
-        executions.c.released_at.is_(None),
+    e = executions
+    pick = select(e.c.device_id).where(
+        e.c.job_id == job.id, e.c.status == S.QUEUED.value, e.c.released_at.is_(None)
     )
     if online_only:
         pick = pick.where(
-            exists().where(devices.c.id == executions.c.device_id, devices.c.connected.is_(True))
+            exists().where(devices.c.id == e.c.device_id, devices.c.connected.is_(True))
         )
-    pick = pick.order_by(executions.c.id).limit(limit)
+    pick = pick.order_by(e.c.device_id).limit(limit)
     rows = (
         await conn.execute(
-            update(executions)
-            .where(executions.c.id.in_(pick.scalar_subquery()))
-            .values(
-                status=S.NOTIFIED.value,
-                released_at=now,
-                updated_at=now,
-                version=executions.c.version + 1,
+            update(e)
+            .where(
+                e.c.job_id == job.id,
+                e.c.status == S.QUEUED.value,
+                e.c.released_at.is_(None),
+                e.c.device_id.in_(pick.scalar_subquery()),
             )
-            .returning(executions.c.id, executions.c.device_id)
+            .values(
+                status=S.NOTIFIED.value, released_at=now, updated_at=now, version=e.c.version + 1
+            )
+            .returning(e.c.device_id, e.c.execution_number)
         )
     ).all()
     await add_outbox(conn, job.id, rows, "released", now)
@@ -253,11 +270,12 @@ async def release_queued(
 async def add_outbox(
     conn: AsyncConnection, job_id: int, rows: Iterable[Any], kind: str, now: datetime
 ) -> None:
+    """One outbox row per execution in `rows` (each with device_id, execution_number)."""
     values = [
         {
-            "device_id": r.device_id,
-            "execution_id": r.id,
             "job_id": job_id,
+            "device_id": r.device_id,
+            "execution_number": r.execution_number,
             "kind": kind,
             "created_at": now,
         }
@@ -281,10 +299,11 @@ async def finish_executions(
 ) -> int:
     """Move every latest execution of a job in `from_statuses` to the terminal `to`,
     with one outbox row each; mark them for retry when the policy allows."""
+    e = executions
     cond = and_(
-        executions.c.job_id == job_id,
-        executions.c.status.in_([s.value for s in from_statuses]),
-        executions.c.superseded.is_(False),
+        e.c.job_id == job_id,
+        e.c.status.in_([s.value for s in from_statuses]),
+        e.c.superseded.is_(False),
     )
     if extra_where is not None:
         cond = and_(cond, extra_where)
@@ -293,18 +312,15 @@ async def finish_executions(
         "finished_at": now,
         "updated_at": now,
         "deadline_at": None,
-        "version": executions.c.version + 1,
+        "version": e.c.version + 1,
     }
     if reason is not None:
         values["reason"] = reason
     if retry_allowed:
-        values["retry_pending"] = executions.c.retry_attempt < retry_allowed
+        values["retry_pending"] = e.c.retry_attempt < retry_allowed
     rows = (
         await conn.execute(
-            update(executions)
-            .where(cond)
-            .values(**values)
-            .returning(executions.c.id, executions.c.device_id)
+            update(e).where(cond).values(**values).returning(e.c.device_id, e.c.execution_number)
         )
     ).all()
     await add_outbox(conn, job_id, rows, kind, now)
@@ -329,51 +345,38 @@ async def create_retries(
         e.c.superseded.is_(False),
         e.c.finished_at <= ready_before,
     )
-    before = (await conn.execute(select(func.coalesce(func.max(e.c.id), 0)))).scalar_one()
     src = select(
         e.c.job_id,
         e.c.device_id,
-        (e.c.execution_number + 1).label("n"),
+        e.c.execution_number + 1,
         literal(status.value, String),
         literal(now, UTCDateTime()),
         literal(now if released else None, UTCDateTime()),
         literal(now, UTCDateTime()),
-        (e.c.retry_attempt + 1).label("r"),
+        e.c.retry_attempt + 1,
     ).where(due)
-    result = await conn.execute(
-        insert(e).from_select(
-            [
-                "job_id",
-                "device_id",
-                "execution_number",
-                "status",
-                "queued_at",
-                "released_at",
-                "updated_at",
-                "retry_attempt",
-            ],
-            src,
-        )
-    )
-    created = int(result.rowcount or 0)
-    if created:
+    columns = [
+        "job_id",
+        "device_id",
+        "execution_number",
+        "status",
+        "queued_at",
+        "released_at",
+        "updated_at",
+        "retry_attempt",
+    ]
+    new = (
         await conn.execute(
-            update(e).where(due, e.c.id <= before).values(superseded=True, retry_pending=False)
+            insert(e).from_select(columns, src).returning(e.c.device_id, e.c.execution_number)
         )
-        if released:
-            await conn.execute(
-                insert(outbox).from_select(
-                    ["device_id", "execution_id", "job_id", "kind", "created_at"],
-                    select(
-                        e.c.device_id,
-                        e.c.id,
-                        e.c.job_id,
-                        literal("released", String),
-                        literal(now, UTCDateTime()),
-                    ).where(e.c.id > before, e.c.job_id == job.id),
-                )
-            )
-    return created
+    ).all()
+    if not new:
+        return 0
+    # The new rows have no retry pending, so `due` now matches the old ones only.
+    await conn.execute(update(e).where(due).values(superseded=True, retry_pending=False))
+    if released:
+        await add_outbox(conn, job.id, new, "released", now)
+    return len(new)
 
 
 async def status_counts(conn: AsyncConnection, job_id: int) -> dict[S, int]:

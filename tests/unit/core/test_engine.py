@@ -77,7 +77,7 @@ async def test_exponential_ramp_by_notified(services: Services, engine: Engine,
 
 async def test_exponential_ramp_by_succeeded(services: Services, engine: Engine,
                                              clock: FakeClock) -> None:
-    tenant, ids = await make_fleet(services, 20)
+    tenant, _ = await make_fleet(services, 20)
     ramp = ExponentialRate(base_per_minute=2, increment_factor=3, every_succeeded=2)
     job = await group_job(services, tenant, policies=JobPolicies(RolloutPolicy(exponential=ramp)))
     await engine.tick()
@@ -376,7 +376,7 @@ async def test_pull_only_job_releases_on_request(services: Services, engine: Eng
     await engine.tick()
     assert await services.jobs.counts(job.id) == {S.QUEUED: 1}
     pending = await services.executions.pending_for_device(ids[0], include_unreleased=True)
-    notified = await services.executions.mark_notified(pending[0].id)
+    notified = await services.executions.mark_notified(pending[0].key)
     assert notified.status is S.NOTIFIED and notified.version == 2
 
 

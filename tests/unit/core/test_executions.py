@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
-from sqlalchemy import func, select
 
 from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
 from otahub.core.errors import InvalidStateTransition, NotFound, VersionConflict
+from otahub.core.outbox import Notification, OutboxPublisher
 from otahub.core.services import Report, Services
 from otahub.core.states import ExecutionStatus
-from otahub.store.tables import outbox
 from tests.unit.core.fleet import group_job, make_fleet
 
 S = ExecutionStatus
 
 
-async def outbox_count(svc: Services) -> int:
-    async with svc.ctx.db.read() as conn:
-        return int((await conn.execute(select(func.count()).select_from(outbox))).scalar_one())
+async def delivered(svc: Services) -> list[Notification]:
+    """Drain the outbox the way the server does and return what devices were sent."""
+    sent: list[Notification] = []
+
+    async def sink(batch: Sequence[Notification]) -> None:
+        sent.extend(batch)
+
+    await OutboxPublisher(svc.ctx.db, svc.ctx.clock, sink).drain()
+    return sent
 
 
 async def test_release_then_device_lifecycle(services: Services, engine: Engine,
@@ -27,7 +34,9 @@ async def test_release_then_device_lifecycle(services: Services, engine: Engine,
     job = await group_job(services, tenant)
     await engine.tick()
     assert await services.jobs.counts(job.id) == {S.QUEUED: 3}
-    assert await outbox_count(services) == 3
+    released = await delivered(services)
+    assert sorted(n.device_id for n in released) == sorted(ids)
+    assert {(n.kind, n.job_id, n.execution_number) for n in released} == {("released", job.id, 1)}
 
     ex = await services.executions.get(job.id, ids[0])
     assert (ex.status, ex.version, ex.execution_number) == (S.QUEUED, 1, 1)
@@ -50,7 +59,8 @@ async def test_release_then_device_lifecycle(services: Services, engine: Engine,
 
     done = await services.executions.report(job.id, ids[0], Report(S.SUCCEEDED))
     assert done.status is S.SUCCEEDED and done.finished_at == clock.now()
-    assert await outbox_count(services) == 4  # leaving the pending set notifies
+    changed = await delivered(services)  # leaving the pending set notifies the device
+    assert [(n.device_id, n.kind) for n in changed] == [(ids[0], "changed")]
 
     with pytest.raises(InvalidStateTransition) as err:
         await services.executions.report(job.id, ids[0], Report(S.IN_PROGRESS))

@@ -42,7 +42,7 @@ def test_every_pair_is_allowed_exactly_when_listed(current: S, new: S) -> None:
 
 
 def test_terminal_states_are_final() -> None:
-    assert TERMINAL == {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.REJECTED, S.REMOVED, S.CANCELED}
+    assert {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.REJECTED, S.REMOVED, S.CANCELED} == TERMINAL
     for t in TERMINAL:
         assert TRANSITIONS[t] == frozenset()
 

@@ -70,7 +70,7 @@ class ExecutionService:
         async with self.ctx.db.read() as conn:
             rows = (await conn.execute(q.limit(limit))).all()
         found = [row_to(Execution, r) for r in rows]
-        found.sort(key=lambda e: (e.status is not S.IN_PROGRESS, e.queued_at, e.id))
+        found.sort(key=lambda e: (e.status is not S.IN_PROGRESS, e.queued_at, e.job_id))
         return found
 
     async def get(
@@ -84,7 +84,7 @@ class ExecutionService:
         job_id: int,
         *,
         status: ExecutionStatus | None = None,
-        after_id: int = 0,
+        after_device_id: int = 0,
         limit: int = 100,
     ) -> list[Execution]:
         q = (
@@ -93,14 +93,14 @@ class ExecutionService:
             .join(devices, devices.c.id == executions.c.device_id)
             .where(
                 executions.c.job_id == job_id,
-                executions.c.id > after_id,
+                executions.c.device_id > after_device_id,
                 executions.c.superseded.is_(False),
             )
         )
         if status is not None:
             q = q.where(executions.c.status == status.value)
         async with self.ctx.db.read() as conn:
-            rows = await conn.execute(q.order_by(executions.c.id).limit(limit))
+            rows = await conn.execute(q.order_by(executions.c.device_id).limit(limit))
             return [row_to(Execution, r) for r in rows]
 
     async def list_for_device(
@@ -108,7 +108,7 @@ class ExecutionService:
         device_id: int,
         *,
         status: ExecutionStatus | None = None,
-        after_id: int = 0,
+        after_job_id: int = 0,
         limit: int = 100,
     ) -> list[Execution]:
         q = (
@@ -116,14 +116,14 @@ class ExecutionService:
             .join(jobs, jobs.c.id == executions.c.job_id)
             .where(
                 executions.c.device_id == device_id,
-                executions.c.id > after_id,
+                executions.c.job_id > after_job_id,
                 executions.c.superseded.is_(False),
             )
         )
         if status is not None:
             q = q.where(executions.c.status == status.value)
         async with self.ctx.db.read() as conn:
-            rows = await conn.execute(q.order_by(executions.c.id).limit(limit))
+            rows = await conn.execute(q.order_by(executions.c.job_id).limit(limit))
             return [row_to(Execution, r) for r in rows]
 
     # -- device side ----------------------------------------------------------------
@@ -167,15 +167,15 @@ class ExecutionService:
             values = self._report_values(ex, report, job, now)
             updated = await conn.execute(
                 update(executions)
-                .where(executions.c.id == ex.id, executions.c.version == ex.version)
+                .where(_is(ex), executions.c.version == ex.version)
                 .values(**values)
             )
             if updated.rowcount != 1:
                 current = await _latest(conn, job_id, device_id, ex.execution_number)
                 raise VersionConflict("the execution changed meanwhile", current=current.state())
             if report.status in TERMINAL:
-                await rollout.add_outbox(conn, job_id, [_Ref(ex.id, device_id)], "changed", now)
-            return await _by_id(conn, ex.id)
+                await rollout.add_outbox(conn, job_id, [ex], "changed", now)
+            return await _by_key(conn, ex.key)
 
     def _report_values(
         self, ex: Execution, report: Report, job: Any, now: datetime
@@ -216,23 +216,25 @@ class ExecutionService:
             )
         return values
 
-    async def mark_notified(self, execution_id: int) -> Execution:
+    async def mark_notified(self, key: tuple[int, int, int]) -> Execution:
         """The device was handed this execution on request (pull): QUEUED -> NOTIFIED."""
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as conn:
-            ex = await _by_id(conn, execution_id)
+            ex = await _by_key(conn, key)
             if ex.status is S.QUEUED:
                 await conn.execute(
                     update(executions)
-                    .where(executions.c.id == execution_id, executions.c.status == S.QUEUED.value)
+                    .where(_is(ex), executions.c.status == S.QUEUED.value)
                     .values(
                         status=S.NOTIFIED.value,
                         version=executions.c.version + 1,
                         updated_at=now,
-                        released_at=func_coalesce_now(now),
+                        released_at=func.coalesce(
+                            executions.c.released_at, literal(now, UTCDateTime())
+                        ),
                     )
                 )
-                ex = await _by_id(conn, execution_id)
+                ex = await _by_key(conn, key)
             return ex
 
     # -- operator side --------------------------------------------------------------
@@ -268,9 +270,9 @@ class ExecutionService:
             }
             if status_details is not None:
                 values["status_details"] = {**(ex.status_details or {}), **status_details}
-            await conn.execute(update(executions).where(executions.c.id == ex.id).values(**values))
-            await rollout.add_outbox(conn, job_id, [_Ref(ex.id, device_id)], "changed", now)
-            return await _by_id(conn, ex.id)
+            await conn.execute(update(executions).where(_is(ex)).values(**values))
+            await rollout.add_outbox(conn, job_id, [ex], "changed", now)
+            return await _by_key(conn, ex.key)
 
     async def delete(
         self, job_id: int, device_id: int, execution_number: int, *, force: bool = False
@@ -282,32 +284,22 @@ class ExecutionService:
                 raise InvalidStateTransition(
                     "only a terminal execution can be deleted without force", current=ex.state()
                 )
-            await conn.execute(delete(executions).where(executions.c.id == ex.id))
+            await conn.execute(delete(executions).where(_is(ex)))
             if ex.status not in TERMINAL:
-                await rollout.add_outbox(conn, job_id, [_Ref(ex.id, device_id)], "deleted", now)
+                await rollout.add_outbox(conn, job_id, [ex], "deleted", now)
 
 
-@dataclass(frozen=True)
-class _Ref:
-    id: int
-    device_id: int
+def _is(ex: Execution) -> Any:
+    return and_(
+        executions.c.job_id == ex.job_id,
+        executions.c.device_id == ex.device_id,
+        executions.c.execution_number == ex.execution_number,
+    )
 
 
-def func_coalesce_now(now: datetime) -> Any:
-    return func.coalesce(executions.c.released_at, literal(now, UTCDateTime()))
-
-
-async def _by_id(conn: AsyncConnection, execution_id: int) -> Execution:
-    row = (
-        await conn.execute(
-            select(*_EXEC_COLS)
-            .join(jobs, jobs.c.id == executions.c.job_id)
-            .where(executions.c.id == execution_id)
-        )
-    ).first()
-    if row is None:
-        raise NotFound("execution not found")
-    return row_to(Execution, row)
+async def _by_key(conn: AsyncConnection, key: tuple[int, int, int]) -> Execution:
+    job_id, device_id, number = key
+    return await _latest(conn, job_id, device_id, number)
 
 
 async def _latest(

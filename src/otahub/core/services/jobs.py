@@ -233,7 +233,7 @@ class JobService:
             # Devices with pending work in it hear that it is gone.
             pending = (
                 await conn.execute(
-                    select(executions.c.id, executions.c.device_id).where(
+                    select(executions.c.device_id, executions.c.execution_number).where(
                         executions.c.job_id == job.id,
                         executions.c.status.in_([s.value for s in PENDING]),
                     )

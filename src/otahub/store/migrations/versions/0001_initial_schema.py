@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 05:58:22.902570
+Create Date: 2026-11-23 06:19:55.196792
 """
 
 from __future__ import annotations
@@ -35,15 +35,60 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_access_keys_account_id"), ["account_id"], unique=False)
 
     op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        "executions",
+        sa.Column("job_id", sa.Integer(), nullable=False),
         sa.Column(
             "device_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
+        sa.Column("execution_number", sa.Integer(), server_default="1", nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("version", sa.Integer(), server_default="1", nullable=False),
         sa.Column(
-            "execution_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+            "status_details",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=True,
         ),
+        sa.Column("progress", sa.Integer(), nullable=True),
+        sa.Column("queued_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.Column("released_at", otahub.store.types.UTCDateTime(), nullable=True),
+        sa.Column("started_at", otahub.store.types.UTCDateTime(), nullable=True),
+        sa.Column("updated_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.Column("finished_at", otahub.store.types.UTCDateTime(), nullable=True),
+        sa.Column("timeout_at", otahub.store.types.UTCDateTime(), nullable=True),
+        sa.Column("deadline_at", otahub.store.types.UTCDateTime(), nullable=True),
+        sa.Column("retry_attempt", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("retry_pending", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
+        sa.Column("superseded", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint(
+            "job_id", "device_id", "execution_number", name=op.f("pk_executions")
+        ),
+        sqlite_with_rowid=False,
+    )
+    with op.batch_alter_table("executions", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_executions_deadline",
+            ["deadline_at"],
+            unique=False,
+            postgresql_where=sa.text("deadline_at IS NOT NULL"),
+            sqlite_where=sa.text("deadline_at IS NOT NULL"),
+        )
+        batch_op.create_index(
+            batch_op.f("ix_executions_device_id_status"), ["device_id", "status"], unique=False
+        )
+
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("job_id", sa.Integer(), nullable=True),
+        sa.Column("device_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("execution_number", sa.Integer(), nullable=True),
+        sa.Column(
+            "first_device_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
+        sa.Column(
+            "last_device_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column(
             "payload",
@@ -396,65 +441,6 @@ def upgrade() -> None:
         ),
     )
     op.create_table(
-        "executions",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("job_id", sa.Integer(), nullable=False),
-        sa.Column(
-            "device_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
-        ),
-        sa.Column("execution_number", sa.Integer(), server_default="1", nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("version", sa.Integer(), server_default="1", nullable=False),
-        sa.Column(
-            "status_details",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
-            nullable=True,
-        ),
-        sa.Column("progress", sa.Integer(), nullable=True),
-        sa.Column("queued_at", otahub.store.types.UTCDateTime(), nullable=False),
-        sa.Column("released_at", otahub.store.types.UTCDateTime(), nullable=True),
-        sa.Column("started_at", otahub.store.types.UTCDateTime(), nullable=True),
-        sa.Column("updated_at", otahub.store.types.UTCDateTime(), nullable=False),
-        sa.Column("finished_at", otahub.store.types.UTCDateTime(), nullable=True),
-        sa.Column("timeout_at", otahub.store.types.UTCDateTime(), nullable=True),
-        sa.Column("deadline_at", otahub.store.types.UTCDateTime(), nullable=True),
-        sa.Column("retry_attempt", sa.Integer(), server_default="0", nullable=False),
-        sa.Column("retry_pending", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
-        sa.Column("superseded", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
-        sa.Column("reason", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["device_id"],
-            ["devices.id"],
-            name=op.f("fk_executions_device_id_devices"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_executions_job_id_jobs"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_executions")),
-        sa.UniqueConstraint(
-            "job_id",
-            "device_id",
-            "execution_number",
-            name=op.f("uq_executions_job_id_device_id_execution_number"),
-        ),
-    )
-    with op.batch_alter_table("executions", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_executions_deadline",
-            ["deadline_at"],
-            unique=False,
-            postgresql_where=sa.text("deadline_at IS NOT NULL"),
-            sqlite_where=sa.text("deadline_at IS NOT NULL"),
-        )
-        batch_op.create_index(
-            batch_op.f("ix_executions_device_id_status"), ["device_id", "status"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_executions_job_id_status"), ["job_id", "status"], unique=False
-        )
-
-    op.create_table(
         "job_targets",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("job_id", sa.Integer(), nullable=False),
@@ -491,16 +477,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_job_targets_group_id"))
 
     op.drop_table("job_targets")
-    with op.batch_alter_table("executions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_executions_job_id_status"))
-        batch_op.drop_index(batch_op.f("ix_executions_device_id_status"))
-        batch_op.drop_index(
-            "ix_executions_deadline",
-            postgresql_where=sa.text("deadline_at IS NOT NULL"),
-            sqlite_where=sa.text("deadline_at IS NOT NULL"),
-        )
-
-    op.drop_table("executions")
     op.drop_table("package_files")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_jobs_status"))
@@ -536,6 +512,15 @@ def downgrade() -> None:
         )
 
     op.drop_table("outbox")
+    with op.batch_alter_table("executions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_executions_device_id_status"))
+        batch_op.drop_index(
+            "ix_executions_deadline",
+            postgresql_where=sa.text("deadline_at IS NOT NULL"),
+            sqlite_where=sa.text("deadline_at IS NOT NULL"),
+        )
+
+    op.drop_table("executions")
     with op.batch_alter_table("access_keys", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_access_keys_account_id"))
 

@@ -1,0 +1,149 @@
+"""`otahub serve` and friends."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import click
+
+from otahub import __version__
+from otahub.config import Settings
+from otahub.logs import configure
+
+
+@click.group()
+@click.version_option(__version__, prog_name="otahub")
+def main() -> None:
+    """otahub: self-hosted OTA firmware updates for AWS IoT and Alibaba Cloud IoT clients."""
+
+
+@main.command()
+@click.option("--host", envvar="OTAHUB_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="OTAHUB_PORT", default=8080, show_default=True, type=int)
+@click.option("--mqtt-port", envvar="OTAHUB_MQTT_PORT", default=1883, show_default=True, type=int)
+@click.option("--mqtts-port", envvar="OTAHUB_MQTTS_PORT", default=8883, show_default=True, type=int)
+@click.option(
+    "--data-dir",
+    envvar="OTAHUB_DATA_DIR",
+    default="otahub-data",
+    show_default=True,
+    type=click.Path(path_type=Path),
+)
+@click.option(
+    "--database-url",
+    envvar="OTAHUB_DATABASE_URL",
+    default=None,
+    help="default: SQLite file in the data dir; or postgresql://user@host/db",
+)
+@click.option(
+    "--public-host",
+    envvar="OTAHUB_PUBLIC_HOST",
+    default=None,
+    help="host name devices use to reach this server (default: --host)",
+)
+@click.option("--log-level", envvar="OTAHUB_LOG_LEVEL", default="info", show_default=True)
+def serve(
+    host: str,
+    port: int,
+    mqtt_port: int,
+    mqtts_port: int,
+    data_dir: Path,
+    database_url: str | None,
+    public_host: str | None,
+    log_level: str,
+) -> None:
+    """Run the server: HTTP APIs, device gateway and rollout engine in one process."""
+    import os
+
+    settings = Settings(
+        host=host,
+        port=port,
+        mqtt_port=mqtt_port,
+        mqtts_port=mqtts_port,
+        data_dir=data_dir,
+        database_url=database_url,
+        public_host=public_host,
+        log_level=log_level,
+        access_key_id=os.environ.get("OTAHUB_ACCESS_KEY_ID"),
+        secret_access_key=os.environ.get("OTAHUB_SECRET_ACCESS_KEY"),
+    )
+    configure(log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        pass
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    from granian.constants import Interfaces
+    from granian.server.embed import Server
+
+    from otahub.app import build_app
+    from otahub.runtime import Runtime
+
+    runtime = Runtime(settings)
+    await runtime.start()
+    server = Server(
+        build_app(runtime),
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGINL,
+        log_enabled=False,
+        backlog=2048,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stop)
+    serving = asyncio.create_task(server.serve())
+    _banner(settings, runtime)
+    try:
+        await serving
+    finally:
+        await runtime.stop()
+
+
+def _banner(settings: Settings, runtime: object) -> None:
+    from otahub.runtime import Runtime
+
+    assert isinstance(runtime, Runtime) and runtime.credentials is not None
+    creds = runtime.credentials
+    host = settings.public_host or settings.host
+    lines = [
+        f"otahub {__version__} is ready",
+        f"  HTTP       {settings.http_base}   (AWS iot, iot-jobs-data, signer, s3; Alibaba RPC)",
+        f"  MQTT       mqtt://{host}:{settings.mqtt_port}",
+        f"  database   {runtime.db.engine.url.render_as_string(hide_password=True)}",
+        f"  data dir   {settings.data_dir.resolve()}",
+        f"  account    {creds.account_id}",
+        f"  access key {creds.access_key_id}",
+        f"  secret     {creds.secret_access_key}",
+        "  health     GET /healthz",
+    ]
+    click.echo("\n".join(lines), err=False)
+
+
+@main.command()
+@click.option("--database-url", envvar="OTAHUB_DATABASE_URL", required=True)
+def migrate(database_url: str) -> None:
+    """Bring a database's schema up to date."""
+    from otahub.store.db import Database
+    from otahub.store.migrate import migrate as run
+
+    async def go() -> None:
+        db = Database(database_url)
+        try:
+            await run(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(go())
+    click.echo("schema is up to date")
+
+
+if __name__ == "__main__":
+    main()

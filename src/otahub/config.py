@@ -1,0 +1,30 @@
+"""Settings of one otahub process: command-line options, each also an OTAHUB_* variable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    mqtt_port: int = 1883
+    mqtts_port: int = 8883
+    data_dir: Path = field(default_factory=lambda: Path("otahub-data"))
+    database_url: str | None = None  # default: SQLite file in the data dir
+    access_key_id: str | None = None  # default: generated once, kept in the data dir
+    secret_access_key: str | None = None
+    public_host: str | None = None  # the name devices use to reach this server
+    engine_interval: float = 1.0
+    log_level: str = "info"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'otahub.db').resolve()}"
+
+    @property
+    def http_base(self) -> str:
+        return f"http://{self.public_host or self.host}:{self.port}"

@@ -1,0 +1,35 @@
+"""`otahub serve` as a user meets it: a real process, its banner, health and stop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from tests.integration.server import ServerProcess
+
+
+def test_serve_prints_endpoints_keeps_credentials_and_stops_cleanly(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data").start()
+    health = httpx.get(f"{server.url}/healthz").json()
+    assert health["status"] == "ok"
+    assert server.stop() == 0
+    banner = server.output
+    assert f"http://127.0.0.1:{server.port}" in banner
+    assert f"mqtt://127.0.0.1:{server.mqtt_port}" in banner
+    creds = json.loads((tmp_path / "data" / "credentials.json").read_text())
+    assert creds["access_key_id"] in banner
+    assert (tmp_path / "data" / "credentials.json").stat().st_mode & 0o777 == 0o600
+    assert "Traceback" not in banner
+
+    again = ServerProcess(tmp_path / "data").start()
+    assert again.stop() == 0
+    assert creds["access_key_id"] in again.output  # generated once, then kept
+
+
+def test_access_key_from_environment(tmp_path: Path) -> None:
+    env = {"OTAHUB_ACCESS_KEY_ID": "AKIDEXAMPLE", "OTAHUB_SECRET_ACCESS_KEY": "s3cr3t"}
+    server = ServerProcess(tmp_path / "data", env=env).start()
+    assert server.stop() == 0
+    assert "AKIDEXAMPLE" in server.output
