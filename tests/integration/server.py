@@ -20,8 +20,9 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None,
-                 args: list[str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.mqtt_port = free_port()
@@ -37,9 +38,19 @@ class ServerProcess:
 
     def start(self, timeout: float = 30) -> ServerProcess:
         cmd = [
-            sys.executable, "-m", "otahub.cli.main", "serve", "--port", str(self.port),
-            "--mqtt-port", str(self.mqtt_port), "--mqtts-port", str(self.mqtts_port),
-            "--data-dir", str(self.data_dir), *self.args,
+            sys.executable,
+            "-m",
+            "otahub.cli.main",
+            "serve",
+            "--port",
+            str(self.port),
+            "--mqtt-port",
+            str(self.mqtt_port),
+            "--mqtts-port",
+            str(self.mqtts_port),
+            "--data-dir",
+            str(self.data_dir),
+            *self.args,
         ]
         self.proc = subprocess.Popen(
             cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

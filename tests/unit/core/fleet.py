@@ -16,9 +16,11 @@ async def make_fleet(svc: Services, n: int, *, group: str = "fleet") -> tuple[in
     return tenant.id, ids
 
 
-async def group_job(svc: Services, tenant_id: int, ref: str = "job1", group: str = "fleet",
-                    **spec: object) -> Job:
+async def group_job(
+    svc: Services, tenant_id: int, ref: str = "job1", group: str = "fleet", **spec: object
+) -> Job:
     g = await svc.registry.get_group(tenant_id, group)
     return await svc.jobs.create_job(
-        tenant_id, JobSpec(ref=ref, kind="test", group_ids=[g.id], document="{}", **spec)  # type: ignore[arg-type]
+        tenant_id,
+        JobSpec(ref=ref, kind="test", group_ids=[g.id], document="{}", **spec),  # type: ignore[arg-type]
     )

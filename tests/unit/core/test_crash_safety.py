@@ -28,7 +28,9 @@ pytestmark = pytest.mark.slow
 def spawn_engine(url: str, chunk: int) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.unit.core.engine_child", url, str(chunk)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()},
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ticking"
@@ -48,10 +50,13 @@ async def release_facts(db: Database, job_id: int) -> dict[str, int]:
             )
         ).one()
         covers = or_(
-            and_(o.c.device_id == e.c.device_id,
-                 o.c.execution_number == e.c.execution_number),
-            and_(o.c.device_id.is_(None), o.c.execution_number == e.c.execution_number,
-                 e.c.device_id > o.c.first_device_id, e.c.device_id <= o.c.last_device_id),
+            and_(o.c.device_id == e.c.device_id, o.c.execution_number == e.c.execution_number),
+            and_(
+                o.c.device_id.is_(None),
+                o.c.execution_number == e.c.execution_number,
+                e.c.device_id > o.c.first_device_id,
+                e.c.device_id <= o.c.last_device_id,
+            ),
         )
         per_exec = (
             select(e.c.device_id, func.count(o.c.id).label("n"))
@@ -70,9 +75,14 @@ async def release_facts(db: Database, job_id: int) -> dict[str, int]:
         unnotified = (
             await conn.execute(select(func.count()).select_from(per_exec).where(per_exec.c.n == 0))
         ).scalar_one()
-    return {"executions": total, "devices": pairs, "notified": notified,
-            "max_per_execution": max_n or 0, "min_per_execution": min_n or 0,
-            "unnotified": unnotified}
+    return {
+        "executions": total,
+        "devices": pairs,
+        "notified": notified,
+        "max_per_execution": max_n or 0,
+        "min_per_execution": min_n or 0,
+        "unnotified": unnotified,
+    }
 
 
 def check_exactly_once(facts: dict[str, int]) -> None:
@@ -128,8 +138,9 @@ async def test_two_engines_release_a_50k_job_exactly_once(pg_url: str) -> None:
     tenant, _ = await make_fleet(svc, n)
     group = await svc.registry.get_group(tenant, "fleet")
     jobs = [
-        await svc.jobs.create_job(tenant, JobSpec(ref=f"pair{i}", kind="test",
-                                                  group_ids=[group.id]))
+        await svc.jobs.create_job(
+            tenant, JobSpec(ref=f"pair{i}", kind="test", group_ids=[group.id])
+        )
         for i in range(2)
     ]
     procs = [spawn_engine(pg_url, chunk=1000) for _ in range(2)]

@@ -42,8 +42,9 @@ async def released(svc: Services, job_id: int) -> int:
     return sum(counts.values())
 
 
-async def test_max_per_minute_caps_each_minute(services: Services, engine: Engine,
-                                               clock: FakeClock) -> None:
+async def test_max_per_minute_caps_each_minute(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
     tenant, _ = await make_fleet(services, 25)
     job = await group_job(services, tenant, policies=JobPolicies(RolloutPolicy(max_per_minute=10)))
     await engine.tick()
@@ -60,8 +61,9 @@ async def test_max_per_minute_caps_each_minute(services: Services, engine: Engin
     assert (await services.jobs.get_job_by_id(job.id)).initial_done
 
 
-async def test_exponential_ramp_by_notified(services: Services, engine: Engine,
-                                            clock: FakeClock) -> None:
+async def test_exponential_ramp_by_notified(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
     tenant, _ = await make_fleet(services, 40)
     ramp = ExponentialRate(base_per_minute=2, increment_factor=2, every_notified=4)
     job = await group_job(services, tenant, policies=JobPolicies(RolloutPolicy(exponential=ramp)))
@@ -75,8 +77,9 @@ async def test_exponential_ramp_by_notified(services: Services, engine: Engine,
     assert seen == [2, 4, 8, 16, 40]
 
 
-async def test_exponential_ramp_by_succeeded(services: Services, engine: Engine,
-                                             clock: FakeClock) -> None:
+async def test_exponential_ramp_by_succeeded(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
     tenant, _ = await make_fleet(services, 20)
     ramp = ExponentialRate(base_per_minute=2, increment_factor=3, every_succeeded=2)
     job = await group_job(services, tenant, policies=JobPolicies(RolloutPolicy(exponential=ramp)))
@@ -105,8 +108,9 @@ async def test_gray_percentage_limits_targets_and_job_completes(
     assert (await services.jobs.get_job_by_id(job.id)).status is JobStatus.COMPLETED
 
 
-async def test_abort_cancels_job_and_unstarted_executions(services: Services,
-                                                          engine: Engine) -> None:
+async def test_abort_cancels_job_and_unstarted_executions(
+    services: Services, engine: Engine
+) -> None:
     tenant, ids = await make_fleet(services, 6)
     crit = AbortCriterion(FailureType.FAILED, threshold_percent=50, min_executed=2)
     job = await group_job(services, tenant, policies=JobPolicies(abort=(crit,)))
@@ -125,8 +129,9 @@ async def test_abort_cancels_job_and_unstarted_executions(services: Services,
     assert counts == {S.FAILED: 1, S.SUCCEEDED: 1, S.IN_PROGRESS: 1, S.CANCELED: 3}
 
 
-async def test_abort_counts_timeouts_for_all(services: Services, engine: Engine,
-                                             clock: FakeClock) -> None:
+async def test_abort_counts_timeouts_for_all(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
     tenant, ids = await make_fleet(services, 3)
     pol = JobPolicies(
         abort=(AbortCriterion(FailureType.ALL, threshold_percent=60, min_executed=2),),
@@ -141,11 +146,13 @@ async def test_abort_counts_timeouts_for_all(services: Services, engine: Engine,
     assert (await services.jobs.get_job_by_id(job.id)).status is JobStatus.CANCELED
 
 
-async def test_in_progress_and_step_timeouts(services: Services, engine: Engine,
-                                             clock: FakeClock) -> None:
+async def test_in_progress_and_step_timeouts(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
     tenant, ids = await make_fleet(services, 2)
-    job = await group_job(services, tenant,
-                          policies=JobPolicies(timeout=TimeoutPolicy(in_progress_minutes=30)))
+    job = await group_job(
+        services, tenant, policies=JobPolicies(timeout=TimeoutPolicy(in_progress_minutes=30))
+    )
     await engine.tick()
     await services.executions.report(job.id, ids[0], Report(S.IN_PROGRESS))
     step = await services.executions.report(
@@ -165,16 +172,20 @@ async def test_in_progress_and_step_timeouts(services: Services, engine: Engine,
     assert (await services.jobs.get_job_by_id(job.id)).status is JobStatus.COMPLETED
 
 
-async def test_retries_until_the_count_is_spent(services: Services, engine: Engine,
-                                                clock: FakeClock) -> None:
+async def test_retries_until_the_count_is_spent(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
     tenant, ids = await make_fleet(services, 1)
     pol = JobPolicies(retry=RetryPolicy((RetryCriterion(FailureType.FAILED, 2),)))
     job = await group_job(services, tenant, policies=pol)
     await engine.tick()
     for attempt in (1, 2, 3):
         ex = await services.executions.get(job.id, ids[0])
-        assert (ex.execution_number, ex.status, ex.retry_attempt) == (attempt, S.QUEUED,
-                                                                      attempt - 1)
+        assert (ex.execution_number, ex.status, ex.retry_attempt) == (
+            attempt,
+            S.QUEUED,
+            attempt - 1,
+        )
         await services.executions.report(job.id, ids[0], Report(S.FAILED))
         await engine.tick()
     ex = await services.executions.get(job.id, ids[0])
@@ -221,8 +232,9 @@ async def test_failed_is_not_retried_under_a_timeout_only_policy(
     assert (await services.executions.get(job.id, ids[0])).execution_number == 1
 
 
-async def test_scheduled_start_and_stop_rollout_end(services: Services, engine: Engine,
-                                                    clock: FakeClock) -> None:
+async def test_scheduled_start_and_stop_rollout_end(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
     tenant, _ = await make_fleet(services, 30)
     start = clock.now() + timedelta(minutes=10)
     pol = JobPolicies(
@@ -246,14 +258,20 @@ async def test_scheduled_start_and_stop_rollout_end(services: Services, engine: 
     assert job_now.rollout_stopped and job_now.status is JobStatus.IN_PROGRESS
 
 
-@pytest.mark.parametrize("behavior,running_after", [
-    (EndBehavior.CANCEL, S.IN_PROGRESS), (EndBehavior.FORCE_CANCEL, S.CANCELED),
-])
-async def test_schedule_end_cancels(services: Services, engine: Engine, clock: FakeClock,
-                                    behavior: EndBehavior, running_after: S) -> None:
+@pytest.mark.parametrize(
+    "behavior,running_after",
+    [
+        (EndBehavior.CANCEL, S.IN_PROGRESS),
+        (EndBehavior.FORCE_CANCEL, S.CANCELED),
+    ],
+)
+async def test_schedule_end_cancels(
+    services: Services, engine: Engine, clock: FakeClock, behavior: EndBehavior, running_after: S
+) -> None:
     tenant, ids = await make_fleet(services, 2)
-    pol = JobPolicies(schedule=SchedulePolicy(end_at=clock.now() + timedelta(minutes=5),
-                                              end_behavior=behavior))
+    pol = JobPolicies(
+        schedule=SchedulePolicy(end_at=clock.now() + timedelta(minutes=5), end_behavior=behavior)
+    )
     job = await group_job(services, tenant, policies=pol)
     await engine.tick()
     await services.executions.report(job.id, ids[0], Report(S.IN_PROGRESS))
@@ -270,8 +288,9 @@ async def test_releases_happen_only_inside_maintenance_windows(
     tenant, _ = await make_fleet(services, 5)
     clock.set(clock.now().replace(hour=1, minute=0))
     window = MaintenanceWindow(cron="0 2 * * *", duration_minutes=30)
-    job = await group_job(services, tenant,
-                          policies=JobPolicies(schedule=SchedulePolicy(windows=(window,))))
+    job = await group_job(
+        services, tenant, policies=JobPolicies(schedule=SchedulePolicy(windows=(window,)))
+    )
     await engine.tick()
     assert await released(services, job.id) == 0
     clock.advance(minutes=60)  # 02:00
@@ -279,8 +298,9 @@ async def test_releases_happen_only_inside_maintenance_windows(
     assert await released(services, job.id) == 5
 
 
-async def test_continuous_group_job_follows_membership(services: Services, engine: Engine,
-                                                       clock: FakeClock) -> None:
+async def test_continuous_group_job_follows_membership(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
     tenant, ids = await make_fleet(services, 2)
     job = await group_job(services, tenant, target_selection=TargetSelection.CONTINUOUS)
     await engine.tick()
@@ -307,8 +327,11 @@ async def test_dynamic_job_adds_devices_that_come_to_match(
     await services.registry.report_version(ids[0], "default", "1.0")
     await services.registry.report_version(ids[1], "default", "0.9")
     spec = JobSpec(
-        ref="dyn", kind="test", selector=AnyOf("version:default", ("1.0",)),
-        target_selection=TargetSelection.CONTINUOUS, release_mode=ReleaseMode.NOTIFY,
+        ref="dyn",
+        kind="test",
+        selector=AnyOf("version:default", ("1.0",)),
+        target_selection=TargetSelection.CONTINUOUS,
+        release_mode=ReleaseMode.NOTIFY,
     )
     job = await services.jobs.create_job(tenant, spec)
     await engine.tick()
@@ -326,8 +349,11 @@ async def test_only_later_matches_skips_current_matches(
     tenant, ids = await make_fleet(services, 2)
     await services.registry.report_version(ids[0], "default", "1.0")
     spec = JobSpec(
-        ref="dyn2", kind="test", selector=AnyOf("version:default", ("1.0",)),
-        target_selection=TargetSelection.CONTINUOUS, release_mode=ReleaseMode.NOTIFY,
+        ref="dyn2",
+        kind="test",
+        selector=AnyOf("version:default", ("1.0",)),
+        target_selection=TargetSelection.CONTINUOUS,
+        release_mode=ReleaseMode.NOTIFY,
         only_later_matches=True,
     )
     job = await services.jobs.create_job(tenant, spec)
@@ -355,13 +381,18 @@ async def test_notify_mode_pushes_connected_devices_and_confirm_gates(
     assert await services.jobs.counts(job.id) == {S.CONFIRM: 1, S.NOTIFIED: 2}
 
 
-async def test_notify_mode_rate_meters_pushes(services: Services, engine: Engine,
-                                              clock: FakeClock) -> None:
+async def test_notify_mode_rate_meters_pushes(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
     tenant, ids = await make_fleet(services, 5)
     for d in ids:
         await services.registry.set_connected(d, True)
-    job = await group_job(services, tenant, release_mode=ReleaseMode.NOTIFY,
-                          policies=JobPolicies(RolloutPolicy(max_per_minute=2)))
+    job = await group_job(
+        services,
+        tenant,
+        release_mode=ReleaseMode.NOTIFY,
+        policies=JobPolicies(RolloutPolicy(max_per_minute=2)),
+    )
     await engine.tick()
     assert await services.jobs.counts(job.id) == {S.NOTIFIED: 2, S.QUEUED: 3}
     clock.advance(60)
@@ -380,28 +411,35 @@ async def test_pull_only_job_releases_on_request(services: Services, engine: Eng
     assert notified.status is S.NOTIFIED and notified.version == 2
 
 
-@pytest.mark.parametrize("outcome,state", [(S.SUCCEEDED, VerifyState.VERIFIED),
-                                           (S.FAILED, VerifyState.FAILED)])
-async def test_verify_job_decides_package(services: Services, engine: Engine,
-                                          outcome: S, state: VerifyState) -> None:
+@pytest.mark.parametrize(
+    "outcome,state", [(S.SUCCEEDED, VerifyState.VERIFIED), (S.FAILED, VerifyState.FAILED)]
+)
+async def test_verify_job_decides_package(
+    services: Services, engine: Engine, outcome: S, state: VerifyState
+) -> None:
     tenant, ids = await make_fleet(services, 2)
     pkg = await services.packages.create_package(
-        tenant, name="fw", version="2.0", need_verify=True,
+        tenant,
+        name="fw",
+        version="2.0",
+        need_verify=True,
         files=[PackageFile(ordinal=0, name="fw.bin", size=10, sha256="0" * 64)],
     )
     blocked = JobSpec(ref="batch", kind="test", device_ids=ids, package_id=pkg.id)
     with pytest.raises(InvalidStateTransition):
         await services.jobs.create_job(tenant, blocked)
     job = await services.jobs.create_job(
-        tenant, JobSpec(ref="verify", kind="test", device_ids=ids, package_id=pkg.id,
-                        is_verify=True)
+        tenant,
+        JobSpec(ref="verify", kind="test", device_ids=ids, package_id=pkg.id, is_verify=True),
     )
-    assert (await services.packages.get_package(tenant, pkg.ref)).verify_state is \
-        VerifyState.VERIFYING
+    assert (
+        await services.packages.get_package(tenant, pkg.ref)
+    ).verify_state is VerifyState.VERIFYING
     with pytest.raises(InvalidStateTransition):  # one verification at a time
         await services.jobs.create_job(
-            tenant, JobSpec(ref="verify2", kind="test", device_ids=ids, package_id=pkg.id,
-                            is_verify=True))
+            tenant,
+            JobSpec(ref="verify2", kind="test", device_ids=ids, package_id=pkg.id, is_verify=True),
+        )
     await engine.tick()
     await services.executions.report(job.id, ids[0], Report(S.SUCCEEDED))
     await services.executions.report(job.id, ids[1], Report(outcome))

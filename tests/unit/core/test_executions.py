@@ -28,8 +28,9 @@ async def delivered(svc: Services) -> list[Notification]:
     return sent
 
 
-async def test_release_then_device_lifecycle(services: Services, engine: Engine,
-                                             clock: FakeClock) -> None:
+async def test_release_then_device_lifecycle(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
     tenant, ids = await make_fleet(services, 3)
     job = await group_job(services, tenant)
     await engine.tick()
@@ -79,8 +80,7 @@ async def test_stale_expected_version_is_refused(services: Services, engine: Eng
     assert ex.status is S.IN_PROGRESS  # nothing changed
 
 
-async def test_operator_cancel_needs_force_for_running(services: Services,
-                                                       engine: Engine) -> None:
+async def test_operator_cancel_needs_force_for_running(services: Services, engine: Engine) -> None:
     tenant, ids = await make_fleet(services, 2)
     job = await group_job(services, tenant)
     await engine.tick()
@@ -97,8 +97,9 @@ async def test_operator_cancel_needs_force_for_running(services: Services,
         await services.executions.cancel(job.id, ids[1])
 
 
-async def test_delete_execution_only_terminal_without_force(services: Services,
-                                                            engine: Engine) -> None:
+async def test_delete_execution_only_terminal_without_force(
+    services: Services, engine: Engine
+) -> None:
     tenant, ids = await make_fleet(services, 1)
     job = await group_job(services, tenant)
     await engine.tick()
