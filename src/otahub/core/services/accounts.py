@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otahub.core.entities import Tenant
@@ -65,8 +66,13 @@ class AccountService:
         key = (account_id, instance_id)
         if key in self._tenants:
             return self._tenants[key]
-        async with self.ctx.db.transaction() as conn:
-            tenant = await _get_or_create_tenant(conn, account_id, instance_id, self.ctx)
+        try:
+            async with self.ctx.db.transaction() as conn:
+                tenant = await _get_or_create_tenant(conn, account_id, instance_id, self.ctx)
+        except IntegrityError:
+            # Another process created it between our read and our insert.
+            async with self.ctx.db.transaction() as conn:
+                tenant = await _get_or_create_tenant(conn, account_id, instance_id, self.ctx)
         self._tenants[key] = tenant
         return tenant
 

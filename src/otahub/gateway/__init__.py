@@ -1,0 +1,1 @@
+"""The device side: MQTT broker and bridge, device topics of both clouds, downloads."""

@@ -1,0 +1,1 @@
+"""The AWS IoT device side: Jobs over MQTT and HTTP, files over MQTT streams."""

@@ -1,0 +1,248 @@
+"""The AWS IoT Jobs MQTT API for devices (`$aws/things/{thing}/jobs/...`).
+
+`JobsTopics.handle` answers one device request with the messages to send back;
+`JobsTopics.notifications` turns outbox notifications into notify / notify-next.
+Both only compute messages: the MQTT bridge decides how they travel (responses go
+to the requesting client even when it never subscribed, as AWS does).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from otahub.core.clock import Clock
+from otahub.core.entities import Device, Execution, Job
+from otahub.core.errors import (
+    InvalidRequest,
+    InvalidStateTransition,
+    NotFound,
+    OtahubError,
+    VersionConflict,
+)
+from otahub.core.services import Report, Services
+from otahub.core.states import DEVICE_SETTABLE, ExecutionStatus
+from otahub.gateway.aws import jobs_view as view
+
+S = ExecutionStatus
+PREFIX = "$aws/things/"
+NOTIFY_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+    to_requester: bool = True  # a response: deliver to the client that asked
+
+
+class JobsTopics:
+    def __init__(self, services: Services, clock: Clock) -> None:
+        self.services = services
+        self.clock = clock
+        self._documents: dict[int, tuple[str, str | None]] = {}
+
+    # -- requests -------------------------------------------------------------------
+
+    async def handle(self, device: Device, topic: str, payload: bytes) -> list[Outgoing]:
+        """Answer a publish on `$aws/things/{thing}/jobs/...` from `device`."""
+        base = f"{PREFIX}{device.name}/jobs/"
+        if not topic.startswith(base):
+            return []
+        rest = topic[len(base) :]
+        parts = rest.split("/")
+        try:
+            request = json.loads(payload or b"{}")
+            if not isinstance(request, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return [self._rejected(topic, "InvalidJson", "payload is not a JSON object", None)]
+        token = request.get("clientToken")
+        try:
+            if parts == ["get"]:
+                return [await self._get_pending(device, topic, token)]
+            if parts == ["start-next"]:
+                return await self._start_next(device, topic, request, token)
+            if len(parts) == 2 and parts[1] == "get":
+                return [await self._describe(device, topic, parts[0], request, token)]
+            if len(parts) == 2 and parts[1] == "update":
+                return await self._update(device, topic, parts[0], request, token)
+        except VersionConflict as exc:
+            return [
+                self._rejected(
+                    topic, "VersionMismatch", exc.message, token, _state(exc.details.get("current"))
+                )
+            ]
+        except InvalidStateTransition as exc:
+            return [
+                self._rejected(
+                    topic,
+                    "InvalidStateTransition",
+                    exc.message,
+                    token,
+                    _state(exc.details.get("current")),
+                )
+            ]
+        except NotFound as exc:
+            return [self._rejected(topic, "ResourceNotFound", exc.message, token)]
+        except InvalidRequest as exc:
+            return [self._rejected(topic, "InvalidRequest", exc.message, token)]
+        except OtahubError as exc:
+            return [self._rejected(topic, "InternalError", exc.message, token)]
+        return [self._rejected(topic, "InvalidTopic", "no Jobs API at this topic", token)]
+
+    async def _get_pending(self, device: Device, topic: str, token: Any) -> Outgoing:
+        pending = await self.services.executions.pending_for_device(device.id)
+        body = {
+            "inProgressJobs": [view.summary(e) for e in pending if e.status is S.IN_PROGRESS],
+            "queuedJobs": [view.summary(e) for e in pending if e.status is not S.IN_PROGRESS],
+        }
+        return self._accepted(topic, body, token)
+
+    async def _start_next(
+        self, device: Device, topic: str, request: dict[str, Any], token: Any
+    ) -> list[Outgoing]:
+        details = view.check_status_details(request.get("statusDetails"))
+        step = view.parse_int(request.get("stepTimeoutInMinutes"), "stepTimeoutInMinutes")
+        before = await self._head(device)
+        ex = await self.services.executions.start_next(
+            device.id, status_details=details, step_timeout_minutes=step
+        )
+        body: dict[str, Any] = {}
+        if ex is not None:
+            body["execution"] = await self._execution(device, ex)
+        out = [self._accepted(topic, body, token)]
+        if ex is not None and (before is None or before.key != ex.key):
+            out += await self._notify_for(device)
+        return out
+
+    async def _describe(
+        self, device: Device, topic: str, job_ref: str, request: dict[str, Any], token: Any
+    ) -> Outgoing:
+        include = request.get("includeJobDocument", True) is not False
+        if job_ref == "$next":
+            ex = await self._head(device)
+            if ex is None:
+                return self._accepted(topic, {}, token)
+        else:
+            number = view.parse_int(request.get("executionNumber"), "executionNumber")
+            job = await self.services.jobs.get_job(device.tenant_id, job_ref)
+            ex = await self.services.executions.get(job.id, device.id, number)
+        return self._accepted(
+            topic, {"execution": await self._execution(device, ex, include)}, token
+        )
+
+    async def _update(
+        self, device: Device, topic: str, job_ref: str, request: dict[str, Any], token: Any
+    ) -> list[Outgoing]:
+        try:
+            status = S(str(request.get("status")))
+        except ValueError as exc:
+            raise InvalidRequest(f"status {request.get('status')!r} is not valid") from exc
+        if status not in DEVICE_SETTABLE:
+            raise InvalidRequest(f"a device cannot set status {status.value}")
+        report = Report(
+            status=status,
+            status_details=view.check_status_details(request.get("statusDetails")),
+            expected_version=view.parse_int(request.get("expectedVersion"), "expectedVersion"),
+            execution_number=view.parse_int(request.get("executionNumber"), "executionNumber"),
+            step_timeout_minutes=view.parse_int(
+                request.get("stepTimeoutInMinutes"), "stepTimeoutInMinutes"
+            ),
+        )
+        job = await self.services.jobs.get_job(device.tenant_id, job_ref)
+        ex = await self.services.executions.report(job.id, device.id, report)
+        body: dict[str, Any] = {}
+        if request.get("includeJobExecutionState") is True:
+            body["executionState"] = view.execution_state(ex)
+        if request.get("includeJobDocument") is True and job.document is not None:
+            body["jobDocument"] = view.parse_document(job.document)
+        return [self._accepted(topic, body, token)]
+
+    # -- notifications --------------------------------------------------------------
+
+    async def notifications(self, device: Device, kinds: Sequence[str]) -> list[Outgoing]:
+        """notify and notify-next after executions of `device` were released or left
+        the pending set (the outbox told us)."""
+        del kinds  # every kind changes the pending list; what to send depends on it only
+        return await self._notify_for(device)
+
+    async def _notify_for(self, device: Device) -> list[Outgoing]:
+        pending = await self.services.executions.pending_for_device(device.id)
+        now = view.epoch(self.clock.now())
+        jobs: dict[str, list[dict[str, Any]]] = {}
+        for ex in pending[:NOTIFY_LIMIT]:
+            jobs.setdefault(view.aws_status(ex.status), []).append(view.summary(ex))
+        base = f"{PREFIX}{device.name}/jobs/"
+        notify = {"timestamp": now, "jobs": jobs}
+        nxt: dict[str, Any] = {"timestamp": now}
+        if pending:
+            nxt["execution"] = await self._execution(device, pending[0])
+        return [
+            Outgoing(base + "notify", _dump(notify), to_requester=False),
+            Outgoing(base + "notify-next", _dump(nxt), to_requester=False),
+        ]
+
+    # -- helpers --------------------------------------------------------------------
+
+    async def _head(self, device: Device) -> Execution | None:
+        pending = await self.services.executions.pending_for_device(device.id, limit=1)
+        return pending[0] if pending else None
+
+    async def _execution(
+        self, device: Device, ex: Execution, include_document: bool = True
+    ) -> dict[str, Any]:
+        document = await self.document(ex.job_id, device)
+        return view.execution_data(
+            ex, device.name, document, self.clock.now(), include_document=include_document
+        )
+
+    async def document(self, job_id: int, device: Device) -> str | None:
+        """The job document as this device receives it."""
+        if job_id not in self._documents:
+            job: Job = await self.services.jobs.get_job_by_id(job_id)
+            self._documents[job_id] = (job.ref, job.document)
+        return self._documents[job_id][1]
+
+    def _accepted(self, topic: str, body: dict[str, Any], token: Any) -> Outgoing:
+        body = {**body, "timestamp": view.epoch(self.clock.now())}
+        if token is not None:
+            body["clientToken"] = token
+        return Outgoing(topic + "/accepted", _dump(body))
+
+    def _rejected(
+        self,
+        topic: str,
+        code: str,
+        message: str,
+        token: Any,
+        state: dict[str, Any] | None = None,
+    ) -> Outgoing:
+        body: dict[str, Any] = {
+            "code": code,
+            "message": message,
+            "timestamp": view.epoch(self.clock.now()),
+        }
+        if token is not None:
+            body["clientToken"] = token
+        if state is not None:
+            body["executionState"] = state
+        return Outgoing(topic + "/rejected", _dump(body))
+
+
+def _state(current: Any) -> dict[str, Any] | None:
+    if not isinstance(current, dict) or "status" not in current:
+        return None
+    out: dict[str, Any] = {
+        "status": view.aws_status(S(current["status"])),
+        "versionNumber": current.get("version"),
+    }
+    if current.get("status_details"):
+        out["statusDetails"] = current["status_details"]
+    return out
+
+
+def _dump(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()

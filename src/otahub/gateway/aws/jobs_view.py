@@ -1,0 +1,122 @@
+"""How AWS devices see executions: the JobExecutionData and summary shapes.
+
+Used by the Jobs MQTT topics and the iot-jobs-data HTTP plane alike.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from otahub.core.entities import Execution
+from otahub.core.errors import InvalidRequest
+from otahub.core.states import ExecutionStatus
+
+S = ExecutionStatus
+
+# AWS has no NOTIFIED or CONFIRM: a device sees an execution it may act on as QUEUED.
+_AWS_STATUS = {S.NOTIFIED: "QUEUED", S.CONFIRM: "QUEUED"}
+
+_DETAIL_KEY = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def aws_status(status: ExecutionStatus) -> str:
+    return _AWS_STATUS.get(status, status.value)
+
+
+def epoch(when: datetime | None) -> int | None:
+    return int(when.timestamp()) if when is not None else None
+
+
+def summary(ex: Execution) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "jobId": ex.job_ref,
+        "queuedAt": epoch(ex.queued_at),
+        "lastUpdatedAt": epoch(ex.updated_at),
+        "versionNumber": ex.version,
+        "executionNumber": ex.execution_number,
+    }
+    if ex.started_at is not None:
+        out["startedAt"] = epoch(ex.started_at)
+    return out
+
+
+def execution_data(
+    ex: Execution,
+    thing_name: str,
+    document: str | None,
+    now: datetime,
+    *,
+    include_document: bool = True,
+    document_as_object: bool = True,
+) -> dict[str, Any]:
+    """JobExecutionData: over MQTT the document is a JSON object, over HTTP a string."""
+    out: dict[str, Any] = {
+        "jobId": ex.job_ref,
+        "thingName": thing_name,
+        "status": aws_status(ex.status),
+        "queuedAt": epoch(ex.queued_at),
+        "lastUpdatedAt": epoch(ex.updated_at),
+        "versionNumber": ex.version,
+        "executionNumber": ex.execution_number,
+    }
+    if ex.status_details:
+        out["statusDetails"] = dict(ex.status_details)
+    if ex.started_at is not None:
+        out["startedAt"] = epoch(ex.started_at)
+    if ex.deadline_at is not None and ex.status is S.IN_PROGRESS:
+        out["approximateSecondsBeforeTimedOut"] = max(
+            0, int((ex.deadline_at - now).total_seconds())
+        )
+    if include_document and document is not None:
+        out["jobDocument"] = parse_document(document) if document_as_object else document
+    return out
+
+
+def parse_document(document: str) -> Any:
+    try:
+        return json.loads(document)
+    except ValueError:
+        return document
+
+
+def execution_state(ex: Execution) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": aws_status(ex.status), "versionNumber": ex.version}
+    if ex.status_details:
+        out["statusDetails"] = dict(ex.status_details)
+    return out
+
+
+def check_status_details(details: Any) -> dict[str, str] | None:
+    """statusDetails as a device sends it: a flat map of short keys to text."""
+    if details is None:
+        return None
+    if not isinstance(details, Mapping):
+        raise InvalidRequest("statusDetails must be a map of strings")
+    checked: dict[str, str] = {}
+    for key, value in details.items():
+        if not isinstance(key, str) or not _DETAIL_KEY.match(key):
+            raise InvalidRequest(f"statusDetails key {key!r} must match [a-zA-Z0-9:_-]{{1,128}}")
+        if not isinstance(value, str) or not value or len(value) > 1024 or _CONTROL.search(value):
+            raise InvalidRequest(
+                f"statusDetails value of {key!r} must be 1 to 1024 printable characters"
+            )
+        checked[key] = value
+    return checked
+
+
+def parse_int(value: Any, name: str) -> int | None:
+    """Numbers that AWS's embedded clients may send as numeric strings."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be a number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise InvalidRequest(f"{name} must be a number")
