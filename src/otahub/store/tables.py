@@ -312,6 +312,158 @@ outbox = Table(
     ),
 )
 
+# -- artifacts: the S3-compatible object catalog ------------------------------------
+
+buckets = Table(
+    "buckets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(63), nullable=False, unique=True),  # bucket names are global
+    Column("versioning", String(16), nullable=False, server_default="Disabled"),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# One row per stored version of an object; `version_id` is "null" in an unversioned
+# bucket, as S3 spells it.
+objects = Table(
+    "objects",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("bucket_id", ForeignKey("buckets.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(1024), nullable=False),
+    Column("version_id", String(64), nullable=False),
+    Column("is_latest", Boolean, nullable=False, server_default=text("true")),
+    Column("delete_marker", Boolean, nullable=False, server_default=text("false")),
+    Column("blob_key", String(1024)),
+    Column("size", BigId, nullable=False, server_default="0"),
+    Column("etag", String(80)),
+    Column("sha256", String(64)),
+    Column("md5", String(32)),
+    Column("content_type", String(255)),
+    Column("metadata", Json, nullable=False, server_default="{}"),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("bucket_id", "key", "version_id"),
+    Index(None, "bucket_id", "key", "is_latest"),
+)
+
+multipart_uploads = Table(
+    "multipart_uploads",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the UploadId
+    Column("bucket_id", ForeignKey("buckets.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(1024), nullable=False),
+    Column("content_type", String(255)),
+    Column("metadata", Json, nullable=False, server_default="{}"),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+multipart_parts = Table(
+    "multipart_parts",
+    metadata,
+    Column("upload_id", ForeignKey("multipart_uploads.id", ondelete="CASCADE"), primary_key=True),
+    Column("part_number", Integer, primary_key=True),
+    Column("blob_key", String(1024), nullable=False),
+    Column("size", BigId, nullable=False),
+    Column("etag", String(80), nullable=False),
+    Column("md5", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# A file split in blocks for MQTT delivery (AWS streams; Alibaba MQTT download).
+# `files` lists {"file_id", "blob_key", "size", and where it came from}.
+streams = Table(
+    "streams",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("ref", String(128), nullable=False),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("description", Text),
+    Column("files", Json, nullable=False, server_default="[]"),
+    Column("data", Json, nullable=False, server_default="{}"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "ref"),
+)
+
+# -- code signing ---------------------------------------------------------------------
+
+signing_profiles = Table(
+    "signing_profiles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("version", String(16), nullable=False),
+    Column("platform_id", String(64)),
+    Column("status", String(16), nullable=False),  # Active, Canceled, Revoked
+    Column("material", Json, nullable=False),  # algorithm, key and certificate PEM
+    Column("data", Json, nullable=False, server_default="{}"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "name", "version"),
+)
+
+signing_jobs = Table(
+    "signing_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("profile_id", ForeignKey("signing_profiles.id"), nullable=False),
+    Column("status", String(16), nullable=False),  # InProgress, Succeeded, Failed
+    Column("status_reason", Text),
+    Column("source", Json, nullable=False),
+    Column("destination", Json, nullable=False),
+    Column("signature", LargeBinary),
+    Column("signed_object", Json),
+    Column("client_token", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    Index(None, "tenant_id", "client_token"),
+)
+
+# -- device identity ------------------------------------------------------------------
+
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("id", String(64), primary_key=True),  # SHA-256 hex of the DER
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("pem", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # ACTIVE, INACTIVE, REVOKED
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+certificate_devices = Table(
+    "certificate_devices",
+    metadata,
+    Column("certificate_id", ForeignKey("certificates.id", ondelete="CASCADE"), primary_key=True),
+    Column("device_id", ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("exclusive", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "device_id"),
+)
+
+# -- AWS OTA updates ------------------------------------------------------------------
+
+ota_updates = Table(
+    "ota_updates",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", ForeignKey("tenants.id"), nullable=False),
+    Column("ref", String(128), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("job_id", ForeignKey("jobs.id", ondelete="SET NULL")),
+    Column("stream_id", ForeignKey("streams.id", ondelete="SET NULL")),
+    Column("request", Json, nullable=False),  # the inputs, echoed by GetOTAUpdate
+    Column("error", Json),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "ref"),
+)
+
 tags = Table(
     "tags",
     metadata,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 06:19:55.196792
+Create Date: 2026-11-23 06:25:47.140475
 """
 
 from __future__ import annotations
@@ -120,6 +120,32 @@ def upgrade() -> None:
         ),
     )
     op.create_table(
+        "buckets",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("tenant_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=63), nullable=False),
+        sa.Column("versioning", sa.String(length=16), server_default="Disabled", nullable=False),
+        sa.Column("created_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_buckets_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_buckets")),
+        sa.UniqueConstraint("name", name=op.f("uq_buckets_name")),
+    )
+    op.create_table(
+        "certificates",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.Integer(), nullable=False),
+        sa.Column("pem", sa.Text(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_certificates_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_certificates")),
+    )
+    op.create_table(
         "device_groups",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("tenant_id", sa.Integer(), nullable=False),
@@ -184,6 +210,62 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_products")),
         sa.UniqueConstraint("tenant_id", "key", name=op.f("uq_products_tenant_id_key")),
+    )
+    op.create_table(
+        "signing_profiles",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("tenant_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("version", sa.String(length=16), nullable=False),
+        sa.Column("platform_id", sa.String(length=64), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column(
+            "material",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "data",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            server_default="{}",
+            nullable=False,
+        ),
+        sa.Column("created_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_signing_profiles_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_signing_profiles")),
+        sa.UniqueConstraint(
+            "tenant_id", "name", "version", name=op.f("uq_signing_profiles_tenant_id_name_version")
+        ),
+    )
+    op.create_table(
+        "streams",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("tenant_id", sa.Integer(), nullable=False),
+        sa.Column("ref", sa.String(length=128), nullable=False),
+        sa.Column("version", sa.Integer(), server_default="1", nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column(
+            "files",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            server_default="[]",
+            nullable=False,
+        ),
+        sa.Column(
+            "data",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            server_default="{}",
+            nullable=False,
+        ),
+        sa.Column("created_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_streams_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_streams")),
+        sa.UniqueConstraint("tenant_id", "ref", name=op.f("uq_streams_tenant_id_ref")),
     )
     op.create_table(
         "tags",
@@ -255,6 +337,71 @@ def upgrade() -> None:
         ),
     )
     op.create_table(
+        "multipart_uploads",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("bucket_id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=1024), nullable=False),
+        sa.Column("content_type", sa.String(length=255), nullable=True),
+        sa.Column(
+            "metadata",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            server_default="{}",
+            nullable=False,
+        ),
+        sa.Column("created_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bucket_id"],
+            ["buckets.id"],
+            name=op.f("fk_multipart_uploads_bucket_id_buckets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_multipart_uploads")),
+    )
+    op.create_table(
+        "objects",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("bucket_id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=1024), nullable=False),
+        sa.Column("version_id", sa.String(length=64), nullable=False),
+        sa.Column("is_latest", sa.Boolean(), server_default=sa.text("(true)"), nullable=False),
+        sa.Column("delete_marker", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
+        sa.Column("blob_key", sa.String(length=1024), nullable=True),
+        sa.Column(
+            "size",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            server_default="0",
+            nullable=False,
+        ),
+        sa.Column("etag", sa.String(length=80), nullable=True),
+        sa.Column("sha256", sa.String(length=64), nullable=True),
+        sa.Column("md5", sa.String(length=32), nullable=True),
+        sa.Column("content_type", sa.String(length=255), nullable=True),
+        sa.Column(
+            "metadata",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            server_default="{}",
+            nullable=False,
+        ),
+        sa.Column("created_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["bucket_id"],
+            ["buckets.id"],
+            name=op.f("fk_objects_bucket_id_buckets"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_objects")),
+        sa.UniqueConstraint(
+            "bucket_id", "key", "version_id", name=op.f("uq_objects_bucket_id_key_version_id")
+        ),
+    )
+    with op.batch_alter_table("objects", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_objects_bucket_id_key_is_latest"),
+            ["bucket_id", "key", "is_latest"],
+            unique=False,
+        )
+
+    op.create_table(
         "packages",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("tenant_id", sa.Integer(), nullable=False),
@@ -283,6 +430,76 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_packages")),
         sa.UniqueConstraint("tenant_id", "ref", name=op.f("uq_packages_tenant_id_ref")),
     )
+    op.create_table(
+        "signing_jobs",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("tenant_id", sa.Integer(), nullable=False),
+        sa.Column("profile_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("status_reason", sa.Text(), nullable=True),
+        sa.Column(
+            "source",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "destination",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("signature", sa.LargeBinary(), nullable=True),
+        sa.Column(
+            "signed_object",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("client_token", sa.String(length=64), nullable=True),
+        sa.Column("created_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.Column("completed_at", otahub.store.types.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["profile_id"],
+            ["signing_profiles.id"],
+            name=op.f("fk_signing_jobs_profile_id_signing_profiles"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_signing_jobs_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_signing_jobs")),
+    )
+    with op.batch_alter_table("signing_jobs", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_signing_jobs_tenant_id_client_token"),
+            ["tenant_id", "client_token"],
+            unique=False,
+        )
+
+    op.create_table(
+        "certificate_devices",
+        sa.Column("certificate_id", sa.String(length=64), nullable=False),
+        sa.Column(
+            "device_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("exclusive", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
+        sa.Column("created_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["certificate_id"],
+            ["certificates.id"],
+            name=op.f("fk_certificate_devices_certificate_id_certificates"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["device_id"],
+            ["devices.id"],
+            name=op.f("fk_certificate_devices_device_id_devices"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("certificate_id", "device_id", name=op.f("pk_certificate_devices")),
+    )
+    with op.batch_alter_table("certificate_devices", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_certificate_devices_device_id"), ["device_id"], unique=False
+        )
+
     op.create_table(
         "device_modules",
         sa.Column(
@@ -408,6 +625,23 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_jobs_status"), ["status"], unique=False)
 
     op.create_table(
+        "multipart_parts",
+        sa.Column("upload_id", sa.String(length=64), nullable=False),
+        sa.Column("part_number", sa.Integer(), nullable=False),
+        sa.Column("blob_key", sa.String(length=1024), nullable=False),
+        sa.Column("size", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("etag", sa.String(length=80), nullable=False),
+        sa.Column("md5", sa.String(length=32), nullable=False),
+        sa.Column("created_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["upload_id"],
+            ["multipart_uploads.id"],
+            name=op.f("fk_multipart_parts_upload_id_multipart_uploads"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("upload_id", "part_number", name=op.f("pk_multipart_parts")),
+    )
+    op.create_table(
         "package_files",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("package_id", sa.Integer(), nullable=False),
@@ -467,17 +701,54 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_job_targets_group_id"), ["group_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_job_targets_job_id"), ["job_id"], unique=False)
 
+    op.create_table(
+        "ota_updates",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("tenant_id", sa.Integer(), nullable=False),
+        sa.Column("ref", sa.String(length=128), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("job_id", sa.Integer(), nullable=True),
+        sa.Column("stream_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "request",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "error",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("created_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", otahub.store.types.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["job_id"], ["jobs.id"], name=op.f("fk_ota_updates_job_id_jobs"), ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["stream_id"],
+            ["streams.id"],
+            name=op.f("fk_ota_updates_stream_id_streams"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_ota_updates_tenant_id_tenants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ota_updates")),
+        sa.UniqueConstraint("tenant_id", "ref", name=op.f("uq_ota_updates_tenant_id_ref")),
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table("ota_updates")
     with op.batch_alter_table("job_targets", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_job_targets_job_id"))
         batch_op.drop_index(batch_op.f("ix_job_targets_group_id"))
 
     op.drop_table("job_targets")
     op.drop_table("package_files")
+    op.drop_table("multipart_parts")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_jobs_status"))
         batch_op.drop_index(batch_op.f("ix_jobs_package_id"))
@@ -491,18 +762,35 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_device_modules_module_version"))
 
     op.drop_table("device_modules")
+    with op.batch_alter_table("certificate_devices", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_certificate_devices_device_id"))
+
+    op.drop_table("certificate_devices")
+    with op.batch_alter_table("signing_jobs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_signing_jobs_tenant_id_client_token"))
+
+    op.drop_table("signing_jobs")
     op.drop_table("packages")
+    with op.batch_alter_table("objects", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_objects_bucket_id_key_is_latest"))
+
+    op.drop_table("objects")
+    op.drop_table("multipart_uploads")
     op.drop_table("modules")
     with op.batch_alter_table("devices", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_devices_tenant_id_changed_at"))
 
     op.drop_table("devices")
     op.drop_table("tags")
+    op.drop_table("streams")
+    op.drop_table("signing_profiles")
     op.drop_table("products")
     with op.batch_alter_table("device_groups", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_device_groups_parent_id"))
 
     op.drop_table("device_groups")
+    op.drop_table("certificates")
+    op.drop_table("buckets")
     op.drop_table("tenants")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index(
