@@ -11,6 +11,7 @@ from otahub.core.services.executions import ExecutionService, Report
 from otahub.core.services.jobs import JobService, JobSpec
 from otahub.core.services.packages import PackageService
 from otahub.core.services.registry import RegistryService
+from otahub.core.services.streams import StreamService
 from otahub.store.db import Database
 
 
@@ -22,6 +23,7 @@ class Services:
     packages: PackageService
     jobs: JobService
     executions: ExecutionService
+    streams: StreamService
 
     @classmethod
     def build(cls, db: Database, clock: Clock) -> Services:
@@ -33,6 +35,7 @@ class Services:
             packages=PackageService(ctx),
             jobs=JobService(ctx),
             executions=ExecutionService(ctx),
+            streams=StreamService(ctx),
         )
 
 

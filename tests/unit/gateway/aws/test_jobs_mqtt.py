@@ -29,8 +29,9 @@ def body(out: Outgoing) -> dict[str, Any]:
     return parsed
 
 
-async def test_get_start_next_update_flow(services: Services, engine: Engine,
-                                          clock: FakeClock) -> None:
+async def test_get_start_next_update_flow(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
     thing, jobs = await setup(services, engine)
     t = "$aws/things/thing-1/jobs/"
 
@@ -53,16 +54,24 @@ async def test_get_start_next_update_flow(services: Services, engine: Engine,
     )
     assert started[0].topic == t + "start-next/accepted"
     s = body(started[0])["execution"]
-    assert (s["status"], s["versionNumber"], s["statusDetails"]) == ("IN_PROGRESS", 2, {"step": "dl"})
+    assert (s["status"], s["versionNumber"], s["statusDetails"]) == (
+        "IN_PROGRESS",
+        2,
+        {"step": "dl"},
+    )
 
     [upd] = await jobs.handle(
-        thing, t + "job-a/update",
+        thing,
+        t + "job-a/update",
         b'{"status":"SUCCEEDED","expectedVersion":"2","includeJobExecutionState":true,'
         b'"clientToken":"c4"}',
     )
     assert upd.topic == t + "job-a/update/accepted"
-    assert body(upd)["executionState"] == {"status": "SUCCEEDED", "versionNumber": 3,
-                                           "statusDetails": {"step": "dl"}}
+    assert body(upd)["executionState"] == {
+        "status": "SUCCEEDED",
+        "versionNumber": 3,
+        "statusDetails": {"step": "dl"},
+    }
 
     [again] = await jobs.handle(thing, t + "job-a/update", b'{"status":"IN_PROGRESS"}')
     assert again.topic == t + "job-a/update/rejected"
@@ -81,7 +90,10 @@ async def test_rejections(services: Services, engine: Engine) -> None:
     )
     m = body(mismatch)
     assert (m["code"], m["clientToken"], m["executionState"]["versionNumber"]) == (
-        "VersionMismatch", "x", 1)
+        "VersionMismatch",
+        "x",
+        1,
+    )
     [missing] = await jobs.handle(thing, t + "nope/get", b"{}")
     assert body(missing)["code"] == "ResourceNotFound"
     [status] = await jobs.handle(thing, t + "job-a/update", b'{"status":"TIMED_OUT"}')
@@ -94,8 +106,7 @@ async def test_rejections(services: Services, engine: Engine) -> None:
     assert body(topic)["code"] == "InvalidTopic"
 
 
-async def test_notifications_list_pending_and_the_next(services: Services,
-                                                      engine: Engine) -> None:
+async def test_notifications_list_pending_and_the_next(services: Services, engine: Engine) -> None:
     thing, jobs = await setup(services, engine)
     notify, nxt = await jobs.notifications(thing, ["released"])
     assert notify.topic == "$aws/things/thing-1/jobs/notify" and not notify.to_requester

@@ -1,0 +1,209 @@
+"""MQTT file delivery for AWS devices (`$aws/things/{thing}/streams/{id}/...`).
+
+A device describes a stream, then asks for blocks of one of its files by offset
+and count or by a bitmap; each block goes back as its own message. Requests and
+responses are JSON or CBOR, following the request topic.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import cbor2
+
+from otahub.core.entities import Device
+from otahub.core.errors import NotFound
+from otahub.core.services import Services
+from otahub.core.services.streams import Stream
+from otahub.gateway.aws.jobs_mqtt import Outgoing
+
+MIN_BLOCK = 256
+MAX_BLOCK = 131_072
+MAX_PER_REQUEST = 131_072  # bytes of data one request may return
+MAX_OFFSET = 98_304
+MAX_BITMAP = 12_288
+MAX_TOKEN = 64
+
+ReadRange = Callable[[str, int, int], Awaitable[bytes]]
+
+
+class StreamError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class StreamTopics:
+    def __init__(self, services: Services, read_range: ReadRange) -> None:
+        self.services = services
+        self.read_range = read_range
+
+    async def handle(self, device: Device, topic: str, payload: bytes) -> list[Outgoing]:
+        base = f"$aws/things/{device.name}/streams/"
+        if not topic.startswith(base):
+            return []
+        parts = topic[len(base) :].split("/")
+        if (
+            len(parts) != 3
+            or parts[2] not in ("json", "cbor")
+            or parts[1] not in ("describe", "get")
+        ):
+            if len(parts) >= 1 and parts[-1] in ("json", "cbor"):
+                return [_error(base + parts[0], parts[-1], "InvalidTopic", "no such API", None)]
+            return []
+        stream_ref, action, fmt = parts
+        prefix = base + stream_ref
+        try:
+            request = _decode(payload, fmt)
+        except StreamError as exc:
+            return [_error(prefix, fmt, exc.code, exc.message, None)]
+        token = request.get("c")
+        try:
+            if token is not None and (
+                not isinstance(token, str) or len(token.encode()) > MAX_TOKEN
+            ):
+                token = None
+                raise StreamError("InvalidRequest", f"client token longer than {MAX_TOKEN} bytes")
+            try:
+                stream = await self.services.streams.get(device.tenant_id, stream_ref)
+            except NotFound as exc:
+                raise StreamError("ResourceNotFound", exc.message) from exc
+            if action == "describe":
+                return [self._description(prefix, fmt, stream, token)]
+            return await self._blocks(prefix, fmt, stream, request, token)
+        except StreamError as exc:
+            return [_error(prefix, fmt, exc.code, exc.message, token)]
+
+    def _description(self, prefix: str, fmt: str, stream: Stream, token: Any) -> Outgoing:
+        body: dict[str, Any] = {
+            "s": stream.version,
+            "r": [{"f": f.file_id, "z": f.size} for f in stream.files],
+        }
+        if stream.description:
+            body["d"] = stream.description
+        if token is not None:
+            body["c"] = token
+        return Outgoing(f"{prefix}/description/{fmt}", _encode(body, fmt))
+
+    async def _blocks(
+        self, prefix: str, fmt: str, stream: Stream, request: dict[str, Any], token: Any
+    ) -> list[Outgoing]:
+        version = request.get("s")
+        if version is not None and _int(version, "s") != stream.version:
+            raise StreamError("VersionMismatch", f"the stream is at version {stream.version}")
+        file_id = _int(request.get("f"), "f")
+        try:
+            sfile = stream.file(file_id)
+        except NotFound as exc:
+            raise StreamError("ResourceNotFound", exc.message) from exc
+        size = _int(request.get("l"), "l")
+        if not MIN_BLOCK <= size <= MAX_BLOCK:
+            raise StreamError(
+                "BlockSizeOutOfBounds", f"block size must be between {MIN_BLOCK} and {MAX_BLOCK}"
+            )
+        offset = _int(request.get("o", 0), "o")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise StreamError("OffsetOutOfBounds", f"offset must be between 0 and {MAX_OFFSET}")
+        total_blocks = (sfile.size + size - 1) // size
+        if offset >= max(total_blocks, 1) and sfile.size > 0:
+            raise StreamError("OffsetOutOfBounds", "offset is past the end of the file")
+        count = request.get("n")
+        n = MAX_PER_REQUEST // size if count is None else _int(count, "n")
+        if not 0 <= n <= MAX_OFFSET:
+            raise StreamError("BlockCountLimitExceeded", f"n must be between 0 and {MAX_OFFSET}")
+        n = min(n, MAX_PER_REQUEST // size)
+        bitmap = _bitmap(request.get("b"), fmt)
+        indexes = list(_wanted(offset, n, bitmap, total_blocks))
+        out = []
+        for index in indexes:
+            start = index * size
+            data = await self.read_range(sfile.blob_key, start, min(size, sfile.size - start))
+            body: dict[str, Any] = {
+                "f": file_id,
+                "l": len(data),
+                "i": index,
+                "p": data if fmt == "cbor" else base64.b64encode(data).decode(),
+            }
+            if token is not None:
+                body["c"] = token
+            out.append(Outgoing(f"{prefix}/data/{fmt}", _encode(body, fmt)))
+        return out
+
+
+def _wanted(offset: int, n: int, bitmap: bytes | None, total: int) -> Iterator[int]:
+    """Block indexes to send: `n` from `offset`, or the set bits of the bitmap (LSB
+    first in each byte, relative to `offset`), at most `n` of them."""
+    if bitmap is None:
+        yield from range(offset, min(offset + n, total))
+        return
+    sent = 0
+    for k, byte in enumerate(bitmap):
+        for j in range(8):
+            if sent >= n:
+                return
+            index = offset + 8 * k + j
+            if index >= total:
+                return
+            if byte >> j & 1:
+                sent += 1
+                yield index
+
+
+def _bitmap(value: Any, fmt: str) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        raw = value
+    elif isinstance(value, str):
+        text = value[2:] if value[:2].lower() == "0x" else value
+        try:
+            raw = binascii.unhexlify(text)
+        except (binascii.Error, ValueError) as exc:
+            raise StreamError("InvalidRequest", "bitmap must be hex in JSON") from exc
+    else:
+        raise StreamError("InvalidRequest", f"bitmap must be bytes in {fmt}")
+    if len(raw) >= MAX_BITMAP:
+        raise StreamError("BlockBitmapLimitExceeded", f"bitmap must be under {MAX_BITMAP} bytes")
+    return raw
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StreamError("InvalidRequest", f"{name} must be an integer")
+    return value
+
+
+def _decode(payload: bytes, fmt: str) -> dict[str, Any]:
+    if not payload:
+        return {}
+    if fmt == "json":
+        try:
+            data = json.loads(payload)
+        except ValueError as exc:
+            raise StreamError("InvalidJson", "payload is not JSON") from exc
+    else:
+        try:
+            data = cbor2.loads(payload)
+        except (cbor2.CBORDecodeError, ValueError, EOFError) as exc:
+            raise StreamError("InvalidCbor", "payload is not CBOR") from exc
+    if not isinstance(data, dict):
+        raise StreamError("InvalidRequest", "payload must be a map")
+    return data
+
+
+def _encode(body: dict[str, Any], fmt: str) -> bytes:
+    if fmt == "cbor":
+        return cbor2.dumps(body)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _error(prefix: str, fmt: str, code: str, message: str, token: Any) -> Outgoing:
+    body: dict[str, Any] = {"o": code, "m": message}
+    if token is not None:
+        body["c"] = token
+    return Outgoing(f"{prefix}/rejected/{fmt}", _encode(body, fmt))
