@@ -50,6 +50,12 @@ class Device:
     created_at: datetime
     changed_at: datetime
     modules: dict[str, str] = field(default_factory=dict)  # module -> installed version
+    product_key: str | None = None  # filled where a query joins the product
+
+    @property
+    def is_aws_thing(self) -> bool:
+        """AWS things live in the tenant's default product (key "")."""
+        return self.product_key == ""
 
 
 @dataclass(frozen=True)

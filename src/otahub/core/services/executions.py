@@ -7,7 +7,7 @@ outbox row in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,7 +70,27 @@ class ExecutionService:
         async with self.ctx.db.read() as conn:
             rows = (await conn.execute(q.limit(limit))).all()
         found = [row_to(Execution, r) for r in rows]
-        found.sort(key=lambda e: (e.status is not S.IN_PROGRESS, e.queued_at, e.job_id))
+        found.sort(key=_pending_order)
+        return found
+
+    async def pending_for_devices(self, device_ids: Sequence[int]) -> dict[int, list[Execution]]:
+        """pending_for_device for many devices in one query (notification rendering)."""
+        q = (
+            select(*_EXEC_COLS)
+            .join(jobs, jobs.c.id == executions.c.job_id)
+            .where(
+                executions.c.device_id.in_(list(device_ids)),
+                executions.c.status.in_([s.value for s in PENDING]),
+                executions.c.released_at.is_not(None),
+            )
+        )
+        found: dict[int, list[Execution]] = {d: [] for d in device_ids}
+        async with self.ctx.db.read() as conn:
+            for r in await conn.execute(q):
+                ex = row_to(Execution, r)
+                found[ex.device_id].append(ex)
+        for items in found.values():
+            items.sort(key=_pending_order)
         return found
 
     async def get(
@@ -287,6 +307,11 @@ class ExecutionService:
             await conn.execute(delete(executions).where(_is(ex)))
             if ex.status not in TERMINAL:
                 await rollout.add_outbox(conn, job_id, [ex], "deleted", now)
+
+
+def _pending_order(ex: Execution) -> tuple[bool, datetime, int]:
+    """AWS's "next": IN_PROGRESS first, then by queue time."""
+    return (ex.status is not S.IN_PROGRESS, ex.queued_at, ex.job_id)
 
 
 def _is(ex: Execution) -> Any:

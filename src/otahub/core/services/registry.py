@@ -154,6 +154,34 @@ class RegistryService:
                 raise NotFound(f"device {uid} not found")
             return row_to(Device, row, modules=await _modules(conn, row.id))
 
+    async def get_devices(self, ids: Sequence[int]) -> list[Device]:
+        """Devices by id, with their product key, in one query."""
+        async with self.ctx.db.read() as conn:
+            rows = await conn.execute(
+                select(devices, products.c.key.label("product_key"))
+                .join(products, products.c.id == devices.c.product_id)
+                .where(devices.c.id.in_(list(ids)))
+            )
+            return [row_to(Device, r) for r in rows]
+
+    async def find_device(
+        self, tenant_id: int, name: str, product_key: str = DEFAULT_PRODUCT_KEY
+    ) -> Device | None:
+        """The device, or None: for the gateway's hot path (one indexed query)."""
+        async with self.ctx.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(devices, products.c.key.label("product_key"))
+                    .join(products, products.c.id == devices.c.product_id)
+                    .where(
+                        products.c.tenant_id == tenant_id,
+                        products.c.key == product_key,
+                        devices.c.name == name,
+                    )
+                )
+            ).first()
+            return row_to(Device, row) if row is not None else None
+
     async def update_device(
         self,
         device_id: int,

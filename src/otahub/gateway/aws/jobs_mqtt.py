@@ -163,14 +163,20 @@ class JobsTopics:
 
     # -- notifications --------------------------------------------------------------
 
-    async def notifications(self, device: Device, kinds: Sequence[str]) -> list[Outgoing]:
+    async def notifications(
+        self, device: Device, kinds: Sequence[str], pending: list[Execution] | None = None
+    ) -> list[Outgoing]:
         """notify and notify-next after executions of `device` were released or left
-        the pending set (the outbox told us)."""
-        del kinds  # every kind changes the pending list; what to send depends on it only
-        return await self._notify_for(device)
+        the pending set (the outbox told us). Every kind changes the pending list, so
+        what to send depends on that list only; callers may pass it in."""
+        del kinds
+        return await self._notify_for(device, pending)
 
-    async def _notify_for(self, device: Device) -> list[Outgoing]:
-        pending = await self.services.executions.pending_for_device(device.id)
+    async def _notify_for(
+        self, device: Device, pending: list[Execution] | None = None
+    ) -> list[Outgoing]:
+        if pending is None:
+            pending = await self.services.executions.pending_for_device(device.id)
         now = view.epoch(self.clock.now())
         jobs: dict[str, list[dict[str, Any]]] = {}
         for ex in pending[:NOTIFY_LIMIT]:

@@ -1,0 +1,115 @@
+"""The device bridge: routes device messages to the dialect that owns the topic and
+turns outbox notifications into messages, whatever broker carries them.
+
+A transport (the embedded broker, or a client of an external broker) feeds it
+inbound publishes and delivers what it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from otahub.core.clock import Clock
+from otahub.core.entities import Device
+from otahub.core.outbox import Notification
+from otahub.core.services import Services
+from otahub.gateway.aws.jobs_mqtt import JobsTopics, Outgoing
+from otahub.gateway.aws.streams_mqtt import ReadRange, StreamTopics
+
+log = logging.getLogger("otahub.gateway")
+
+AWS_PREFIX = "$aws/things/"
+
+
+class Dialect(Protocol):
+    """A cloud's device topics: answers requests and renders notifications."""
+
+    async def handle(self, device: Device, topic: str, payload: bytes) -> list[Outgoing]: ...
+
+    async def notifications(self, device: Device, kinds: Sequence[str]) -> list[Outgoing]: ...
+
+
+Deliver = Callable[[Device, Outgoing], Awaitable[None]]
+
+
+class DeviceBridge:
+    def __init__(
+        self,
+        services: Services,
+        clock: Clock,
+        read_range: ReadRange,
+        *,
+        default_tenant: int | None = None,
+        aliyun: Dialect | None = None,
+    ) -> None:
+        self.services = services
+        self.jobs = JobsTopics(services, clock)
+        self.streams = StreamTopics(services, read_range)
+        self.aliyun = aliyun
+        self.default_tenant = default_tenant
+
+    async def on_message(self, device: Device | None, topic: str, payload: bytes) -> list[Outgoing]:
+        """A device published `payload` on `topic`. `device` is the authenticated
+        sender (embedded broker) or None (external broker: the topic names it)."""
+        if device is None:
+            device = await self.device_for_topic(topic)
+            if device is None:
+                log.info("message for an unknown device dropped", extra={"topic": topic})
+                return []
+        try:
+            if topic.startswith(AWS_PREFIX):
+                if "/jobs/" in topic:
+                    return await self.jobs.handle(device, topic, payload)
+                if "/streams/" in topic:
+                    return await self.streams.handle(device, topic, payload)
+                return []
+            if self.aliyun is not None:
+                return await self.aliyun.handle(device, topic, payload)
+        except Exception:
+            log.exception("device message failed", extra={"topic": topic})
+        return []
+
+    async def device_for_topic(self, topic: str) -> Device | None:
+        """The device a topic belongs to, in the default tenant (external brokers)."""
+        if self.default_tenant is None:
+            return None
+        if topic.startswith(AWS_PREFIX):
+            name = topic[len(AWS_PREFIX) :].split("/", 1)[0]
+            return await self.services.registry.find_device(self.default_tenant, name)
+        parts = topic.split("/")
+        # /ota/device/{kind}/{pk}/{dn} and /sys/{pk}/{dn}/...
+        if topic.startswith("/ota/device/") and len(parts) >= 6:
+            pk, dn = parts[4], parts[5]
+        elif topic.startswith("/sys/") and len(parts) >= 4:
+            pk, dn = parts[2], parts[3]
+        else:
+            return None
+        return await self.services.registry.find_device(self.default_tenant, dn, pk)
+
+    async def render(self, batch: Sequence[Notification]) -> list[tuple[Device, Outgoing]]:
+        """Messages for a batch of outbox notifications, one round per device."""
+        kinds: dict[int, list[str]] = defaultdict(list)
+        for n in batch:
+            kinds[n.device_id].append(n.kind)
+        out: list[tuple[Device, Outgoing]] = []
+        found = await self.services.registry.get_devices(list(kinds))
+        things = [d.id for d in found if d.is_aws_thing]
+        pending = await self.services.executions.pending_for_devices(things) if things else {}
+        for device in found:
+            try:
+                if device.is_aws_thing:
+                    messages = await self.jobs.notifications(
+                        device, kinds[device.id], pending[device.id]
+                    )
+                elif self.aliyun is not None:
+                    messages = await self.aliyun.notifications(device, kinds[device.id])
+                else:
+                    continue
+            except Exception:
+                log.exception("rendering notifications failed", extra={"device": device.id})
+                continue
+            out.extend((device, m) for m in messages)
+        return out

@@ -1,0 +1,186 @@
+"""otahub as a client of an external broker (Mosquitto, EMQX) in production.
+
+Subscribes with shared subscriptions (`$share/otahub/...`) so that several otahub
+processes split the device traffic, keeps a persistent session at QoS 1,
+resubscribes after reconnecting, and tells the outbox publisher whether it is
+connected so that notifications are drained only while they can be delivered.
+
+Mosquitto 2.0 never delivers a topic that starts with `$` (every AWS device
+topic: `$aws/things/...`) to a shared subscription. So the `$aws` requests are
+subscribed plainly, by one process at a time: the one `owns_aws_topics()` says
+holds that role (a PostgreSQL advisory lock when several processes run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import zlib
+from collections.abc import Callable, Sequence
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from otahub.core.entities import Device
+from otahub.core.outbox import Notification
+from otahub.gateway.aws.jobs_mqtt import Outgoing
+from otahub.gateway.bridge import DeviceBridge
+
+log = logging.getLogger("otahub.gateway.external")
+
+# Only the topics devices publish requests on: never the ones otahub answers on,
+# which it would otherwise receive back.
+AWS_REQUEST_TOPICS = (
+    "$aws/things/+/jobs/get",
+    "$aws/things/+/jobs/start-next",
+    "$aws/things/+/jobs/+/get",
+    "$aws/things/+/jobs/+/update",
+    "$aws/things/+/streams/+/describe/+",
+    "$aws/things/+/streams/+/get/+",
+)
+SHARED_REQUEST_TOPICS = (
+    "/ota/device/inform/+/+",
+    "/ota/device/progress/+/+",
+    "/sys/+/+/thing/ota/firmware/get",
+    "/sys/+/+/thing/file/download",
+)
+WORKERS = 16  # messages of one device stay in order: each device maps to one worker
+
+
+class NotConnected(Exception):
+    """Raised to the outbox publisher so that it keeps the batch for later."""
+
+
+class ExternalBroker:
+    def __init__(
+        self,
+        url: str,
+        bridge: DeviceBridge,
+        *,
+        client_id: str,
+        share_group: str = "otahub",
+        owns_aws_topics: Callable[[], bool] = lambda: True,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError("broker URL must be mqtt://… or mqtts://…")
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.tls = ssl.create_default_context() if parts.scheme == "mqtts" else None
+        self.bridge = bridge
+        self.client_id = client_id
+        self.share_group = share_group
+        self.owns_aws_topics = owns_aws_topics
+        self.client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self._queues: list[asyncio.Queue[aiomqtt.Message]] = [
+            asyncio.Queue(maxsize=1000) for _ in range(WORKERS)
+        ]
+
+    def is_connected(self) -> bool:
+        return self.connected.is_set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        workers = [asyncio.create_task(self._work(q)) for q in self._queues]
+        backoff = 0.5
+        try:
+            while not stop.is_set():
+                try:
+                    await self._session(stop)
+                    backoff = 0.5
+                except aiomqtt.MqttError as exc:
+                    log.warning("broker connection lost: %s; reconnecting", exc)
+                finally:
+                    self.connected.clear()
+                    self.client = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, 10)
+        finally:
+            for w in workers:
+                w.cancel()
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        async with aiomqtt.Client(
+            self.host,
+            self.port,
+            identifier=self.client_id,
+            username=self.username,
+            password=self.password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=props,
+            tls_context=self.tls,
+            keepalive=30,
+        ) as client:
+            for topic in SHARED_REQUEST_TOPICS:
+                await client.subscribe(f"$share/{self.share_group}/{topic}", qos=1)
+            if self.owns_aws_topics():
+                for topic in AWS_REQUEST_TOPICS:
+                    await client.subscribe(topic, qos=1)
+            self.client = client
+            self.connected.set()
+            log.info("connected to broker %s:%d", self.host, self.port)
+            reader = asyncio.create_task(self._read(client))
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if reader in done:
+                reader.result()  # re-raises the connection error
+            else:
+                reader.cancel()
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            topic = str(message.topic)
+            await self._queues[zlib.crc32(_device_key(topic).encode()) % WORKERS].put(message)
+
+    async def _work(self, queue: asyncio.Queue[aiomqtt.Message]) -> None:
+        while True:
+            message = await queue.get()
+            payload = (
+                message.payload
+                if isinstance(message.payload, bytes)
+                else (str(message.payload).encode() if message.payload is not None else b"")
+            )
+            try:
+                for out in await self.bridge.on_message(None, str(message.topic), payload):
+                    await self.publish(out)
+            except NotConnected:
+                log.warning("a response was lost to a disconnect", extra={"topic": message.topic})
+            except Exception:
+                log.exception("handling a device message failed")
+
+    async def publish(self, out: Outgoing) -> None:
+        client = self.client
+        if client is None or not self.connected.is_set():
+            raise NotConnected
+        await client.publish(out.topic, out.payload, qos=1)
+
+    async def deliver(self, device: Device, out: Outgoing) -> None:
+        del device  # the topic addresses it
+        await self.publish(out)
+
+    async def sink(self, batch: Sequence[Notification]) -> None:
+        """The outbox sink: raises NotConnected (the batch stays unsent) when down."""
+        if not self.connected.is_set():
+            raise NotConnected
+        for device, out in await self.bridge.render(batch):
+            await self.deliver(device, out)
+
+
+def _device_key(topic: str) -> str:
+    parts = topic.split("/")
+    if topic.startswith("$aws/things/"):
+        return parts[2]
+    if topic.startswith("/ota/device/"):
+        return "/".join(parts[4:6])
+    return "/".join(parts[2:4])
