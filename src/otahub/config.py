@@ -17,6 +17,7 @@ class Settings:
     access_key_id: str | None = None  # default: generated once, kept in the data dir
     secret_access_key: str | None = None
     public_host: str | None = None  # the name devices use to reach this server
+    broker_url: str | None = None  # external broker; default: the embedded one
     engine_interval: float = 1.0
     log_level: str = "info"
 

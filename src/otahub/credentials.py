@@ -19,15 +19,16 @@ class RootCredentials:
 
 
 def load_or_create(
-    data_dir: Path, access_key_id: str | None = None, secret: str | None = None
+    data_dir: Path,
+    access_key_id: str | None = None,
+    secret: str | None = None,
+    account_id: str | None = None,
 ) -> RootCredentials:
     path = data_dir / "credentials.json"
     stored: dict[str, str] = {}
     if path.exists():
         stored = json.loads(path.read_text())
-    account_id = stored.get("account_id") or "".join(
-        secrets.choice("0123456789") for _ in range(12)
-    )
+    account_id = account_id or stored.get("account_id") or _new_account_id()
     if access_key_id and secret:
         creds = RootCredentials(account_id, access_key_id, secret)
     elif stored.get("access_key_id") and stored.get("secret_access_key"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Sequence
 
 from otahub.config import Settings
@@ -12,10 +13,15 @@ from otahub.core.engine import Engine, EngineSettings
 from otahub.core.outbox import Notification, OutboxPublisher
 from otahub.core.services import Services
 from otahub.credentials import RootCredentials, load_or_create
+from otahub.gateway.bridge import DeviceBridge
+from otahub.gateway.external import ExternalBroker
 from otahub.store.db import Database
+from otahub.store.leases import Lease
 from otahub.store.migrate import migrate
 
 log = logging.getLogger("otahub.runtime")
+
+AWS_TOPICS_LEASE = 72_625_331  # advisory-lock key: who subscribes the `$aws` topics
 
 
 class Runtime:
@@ -25,6 +31,9 @@ class Runtime:
         self.db = Database(settings.resolved_database_url())
         self.services = Services.build(self.db, self.clock)
         self.engine = Engine(self.db, self.clock, EngineSettings(interval=settings.engine_interval))
+        self.bridge: DeviceBridge | None = None
+        self.external: ExternalBroker | None = None
+        self.lease = Lease(self.db, AWS_TOPICS_LEASE)
         self.outbox = OutboxPublisher(self.db, self.clock, self._deliver)
         self.credentials: RootCredentials | None = None
         self.ready = False
@@ -34,19 +43,39 @@ class Runtime:
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await migrate(self.db)
+        key_id = self.settings.access_key_id
+        known = await self.services.accounts.lookup_key(key_id) if key_id else None
+        # Processes sharing a database share the account their key already has.
         self.credentials = load_or_create(
-            self.settings.data_dir, self.settings.access_key_id, self.settings.secret_access_key
+            self.settings.data_dir,
+            key_id,
+            self.settings.secret_access_key,
+            account_id=known[1] if known else None,
         )
         await self.services.accounts.ensure_access_key(
             self.credentials.access_key_id,
             self.credentials.secret_access_key,
             self.credentials.account_id,
         )
-        await self.services.accounts.tenant(self.credentials.account_id)
-        self._tasks = [
-            asyncio.create_task(self.engine.run(self._stop), name="engine"),
-            asyncio.create_task(self.outbox.run(self._stop), name="outbox"),
-        ]
+        tenant = await self.services.accounts.tenant(self.credentials.account_id)
+        self.bridge = DeviceBridge(
+            self.services, self.clock, self._read_range, default_tenant=tenant.id
+        )
+        self._tasks = [asyncio.create_task(self.engine.run(self._stop), name="engine")]
+        if self.settings.broker_url:
+            self.external = ExternalBroker(
+                self.settings.broker_url,
+                self.bridge,
+                client_id=f"otahub-{socket.gethostname()}-{self.settings.port}",
+                owns_aws_topics=self.lease.held,
+            )
+            self._tasks += [
+                asyncio.create_task(self.lease.run(self._stop), name="lease"),
+                asyncio.create_task(self.external.run(self._stop), name="broker"),
+            ]
+        self._tasks.append(
+            asyncio.create_task(self.outbox.run(self._stop, ready=self._can_deliver), name="outbox")
+        )
         self.ready = True
         log.info("runtime started")
 
@@ -61,7 +90,13 @@ class Runtime:
         await self.db.dispose()
         log.info("runtime stopped")
 
+    def _can_deliver(self) -> bool:
+        return self.external is not None and self.external.is_connected()
+
     async def _deliver(self, batch: Sequence[Notification]) -> None:
-        # Devices are reached through the gateway once it is attached; until then
-        # notifications are only recorded as sent.
-        log.debug("outbox delivered %d notifications", len(batch))
+        if self.external is None:
+            raise RuntimeError("no device transport")
+        await self.external.sink(batch)
+
+    async def _read_range(self, blob_key: str, start: int, length: int) -> bytes:
+        raise NotImplementedError("the blob store is not attached yet")

@@ -43,6 +43,12 @@ def main() -> None:
     default=None,
     help="host name devices use to reach this server (default: --host)",
 )
+@click.option(
+    "--broker-url",
+    envvar="OTAHUB_BROKER_URL",
+    default=None,
+    help="mqtt://user:pass@host:port of an external broker (default: the embedded one)",
+)
 @click.option("--log-level", envvar="OTAHUB_LOG_LEVEL", default="info", show_default=True)
 def serve(
     host: str,
@@ -52,6 +58,7 @@ def serve(
     data_dir: Path,
     database_url: str | None,
     public_host: str | None,
+    broker_url: str | None,
     log_level: str,
 ) -> None:
     """Run the server: HTTP APIs, device gateway and rollout engine in one process."""
@@ -66,6 +73,7 @@ def serve(
         database_url=database_url,
         public_host=public_host,
         log_level=log_level,
+        broker_url=broker_url,
         access_key_id=os.environ.get("OTAHUB_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("OTAHUB_SECRET_ACCESS_KEY"),
     )
@@ -116,7 +124,7 @@ def _banner(settings: Settings, runtime: object) -> None:
     lines = [
         f"otahub {__version__} is ready",
         f"  HTTP       {settings.http_base}   (AWS iot, iot-jobs-data, signer, s3; Alibaba RPC)",
-        f"  MQTT       mqtt://{host}:{settings.mqtt_port}",
+        f"  MQTT       {settings.broker_url or f'mqtt://{host}:{settings.mqtt_port}'}",
         f"  database   {runtime.db.engine.url.render_as_string(hide_password=True)}",
         f"  data dir   {settings.data_dir.resolve()}",
         f"  account    {creds.account_id}",

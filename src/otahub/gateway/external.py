@@ -123,20 +123,40 @@ class ExternalBroker:
         ) as client:
             for topic in SHARED_REQUEST_TOPICS:
                 await client.subscribe(f"$share/{self.share_group}/{topic}", qos=1)
-            if self.owns_aws_topics():
-                for topic in AWS_REQUEST_TOPICS:
-                    await client.subscribe(topic, qos=1)
+            aws = await self._set_aws_role(client, subscribed=False)
             self.client = client
             self.connected.set()
             log.info("connected to broker %s:%d", self.host, self.port)
-            reader = asyncio.create_task(self._read(client))
+            workers: list[asyncio.Task[None]] = [
+                asyncio.create_task(self._read(client)),
+                asyncio.create_task(self._follow_aws_role(client, aws)),
+            ]
             stopper = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
-            if reader in done:
-                reader.result()  # re-raises the connection error
-            else:
-                reader.cancel()
+            for task in workers:
+                if task in done:
+                    task.result()  # re-raises the connection error
+                else:
+                    task.cancel()
+
+    async def _follow_aws_role(self, client: aiomqtt.Client, subscribed: bool) -> None:
+        """Keep the `$aws` subscriptions in step with this process's role."""
+        while True:
+            await asyncio.sleep(1)
+            subscribed = await self._set_aws_role(client, subscribed)
+
+    async def _set_aws_role(self, client: aiomqtt.Client, subscribed: bool) -> bool:
+        owner = self.owns_aws_topics()
+        if owner and not subscribed:
+            for topic in AWS_REQUEST_TOPICS:
+                await client.subscribe(topic, qos=1)
+            log.info("handling AWS device topics")
+        elif subscribed and not owner:
+            for topic in AWS_REQUEST_TOPICS:
+                await client.unsubscribe(topic)
+            log.info("no longer handling AWS device topics")
+        return owner
 
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
