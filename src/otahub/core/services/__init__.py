@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from otahub.core.clock import Clock
 from otahub.core.services.accounts import AccountService
 from otahub.core.services.base import ServiceContext
+from otahub.core.services.certificates import CertificateService
 from otahub.core.services.executions import ExecutionService, Report
 from otahub.core.services.jobs import JobService, JobSpec
 from otahub.core.services.packages import PackageService
@@ -24,6 +25,7 @@ class Services:
     jobs: JobService
     executions: ExecutionService
     streams: StreamService
+    certificates: CertificateService
 
     @classmethod
     def build(cls, db: Database, clock: Clock) -> Services:
@@ -36,6 +38,7 @@ class Services:
             jobs=JobService(ctx),
             executions=ExecutionService(ctx),
             streams=StreamService(ctx),
+            certificates=CertificateService(ctx),
         )
 
 
