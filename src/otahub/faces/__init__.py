@@ -1,0 +1,1 @@
+"""The faces: each translates one wire protocol to service calls and back."""

@@ -1,0 +1,1 @@
+"""The Alibaba Cloud RPC protocol: signature, parameters, envelopes, errors, limits, OSS forms."""

@@ -1,0 +1,179 @@
+"""Generate `params.json` from aliyun-python-sdk-iot's request classes.
+
+    python -m otahub.faces.aliyun.protocol.gen_params [--check]
+
+Each request class is instantiated and each of its setters is called with a probe
+value; the query or body parameters the setter produced tell the wire name, the
+shape (scalar, `Name.N` repeat list, `Name.N.Field` struct list) and where it
+travels. `--check` exits 1 if the committed file differs from what the SDK gives.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+API_VERSION = "2018-01-20"
+OUTPUT = Path(__file__).with_name("params.json")
+
+OTA_ACTIONS = (
+    "GenerateOTAUploadURL",
+    "CreateOTAFirmware",
+    "QueryOTAFirmware",
+    "ListOTAFirmware",
+    "ModifyOTAFirmware",
+    "DeleteOTAFirmware",
+    "CreateOTAVerifyJob",
+    "CreateOTAStaticUpgradeJob",
+    "CreateOTADynamicUpgradeJob",
+    "UpdateOTAJob",
+    "QueryOTAJob",
+    "ListOTAJobByFirmware",
+    "ListOTAJobByDevice",
+    "ListOTATaskByJob",
+    "ListOTAUnfinishedTaskByDevice",
+    "CancelOTAStrategyByJob",
+    "CancelOTATaskByJob",
+    "CancelOTATaskByDevice",
+    "ConfirmOTATask",
+    "ReupgradeOTATask",
+    "CreateOTAModule",
+    "UpdateOTAModule",
+    "DeleteOTAModule",
+    "ListOTAModuleByProduct",
+    "ListOTAModuleVersionsByDevice",
+)
+
+REGISTRY_ACTIONS = (
+    "CreateProduct",
+    "QueryProduct",
+    "RegisterDevice",
+    "BatchRegisterDevice",
+    "BatchRegisterDeviceWithApplyId",
+    "BatchCheckDeviceNames",
+    "QueryBatchRegisterDeviceStatus",
+    "QueryPageByApplyId",
+    "QueryDeviceDetail",
+    "DeleteDevice",
+    "GetDeviceStatus",
+    "BatchQueryDeviceDetail",
+    "GenerateDeviceNameListURL",
+    "CreateDeviceGroup",
+    "QueryDeviceGroupInfo",
+    "DeleteDeviceGroup",
+    "BatchAddDeviceGroupRelations",
+    "BatchDeleteDeviceGroupRelations",
+    "QueryDeviceListByDeviceGroup",
+    "QueryDevice",
+)
+
+ACTIONS = OTA_ACTIONS + REGISTRY_ACTIONS
+
+
+class _Probe:
+    """Stands in for a list item: struct setters call `.get(field)` on it."""
+
+    def get(self, field: str) -> str:
+        return f"<{field}>"
+
+
+def _request_class(action: str) -> Any:
+    module = importlib.import_module(f"aliyunsdkiot.request.v20180120.{action}Request")
+    return getattr(module, f"{action}Request")
+
+
+def _params_of(request: Any) -> dict[str, dict[str, Any]]:
+    return {
+        "query": dict(request.get_query_params() or {}),
+        "body": dict(request.get_body_params() or {}),
+    }
+
+
+def _probe_setter(cls: Any, setter: str) -> tuple[str, dict[str, Any]]:
+    request = cls()
+    before = _params_of(request)
+    probe = [_Probe()]
+    getattr(request, setter)(probe)
+    after = _params_of(request)
+    found: list[tuple[str, str, Any]] = []
+    for location in ("query", "body"):
+        for key, value in after[location].items():
+            if key not in before[location]:
+                found.append((location, key, value))
+    if not found:
+        raise SystemExit(f"{cls.__name__}.{setter} set nothing")
+    locations = {loc for loc, _, _ in found}
+    names = {key.split(".", 1)[0] for _, key, _ in found}
+    if len(locations) != 1 or len(names) != 1:
+        raise SystemExit(f"{cls.__name__}.{setter} set {found!r}")
+    location, name = locations.pop(), names.pop()
+    spec: dict[str, Any] = {"location": location, "setter": setter}
+    keys = [key for _, key, _ in found]
+    if keys == [name] and found[0][2] is probe:
+        spec["kind"] = "scalar"
+    elif keys == [f"{name}.1"] and found[0][2] is probe[0]:
+        spec["kind"] = "repeat"
+    elif all(key.count(".") == 2 and key.startswith(f"{name}.1.") for key in keys):
+        fields = sorted(key.rsplit(".", 1)[1] for key in keys)
+        for _, key, value in found:
+            if value != f"<{key.rsplit('.', 1)[1]}>":
+                raise SystemExit(f"{cls.__name__}.{setter}: unexpected value at {key}")
+        spec["kind"] = "struct_list"
+        spec["fields"] = fields
+    else:
+        raise SystemExit(f"{cls.__name__}.{setter}: unknown shape {keys!r}")
+    return name, spec
+
+
+def describe(action: str) -> dict[str, Any]:
+    cls = _request_class(action)
+    request = cls()
+    if request.get_action_name() != action or request.get_version() != API_VERSION:
+        raise SystemExit(f"{cls.__name__} is not {action} {API_VERSION}")
+    params: dict[str, Any] = {}
+    for attr in sorted(vars(cls)):
+        if not attr.startswith("set_"):
+            continue
+        name, spec = _probe_setter(cls, attr)
+        if name in params:
+            raise SystemExit(f"{action}: two setters write {name}")
+        params[name] = spec
+    return {"method": request.get_method(), "params": dict(sorted(params.items()))}
+
+
+def generate() -> dict[str, Any]:
+    return {
+        "_comment": "Generated by `python -m otahub.faces.aliyun.protocol.gen_params`; "
+        "do not edit by hand.",
+        "api_version": API_VERSION,
+        "sdk": {
+            "aliyun-python-sdk-iot": importlib.metadata.version("aliyun-python-sdk-iot"),
+            "aliyun-python-sdk-core": importlib.metadata.version("aliyun-python-sdk-core"),
+        },
+        "actions": {action: describe(action) for action in sorted(ACTIONS)},
+    }
+
+
+def render(table: dict[str, Any]) -> str:
+    return json.dumps(table, indent=1, sort_keys=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    text = render(generate())
+    if "--check" in args:
+        if OUTPUT.read_text() != text:
+            print(f"{OUTPUT} is stale; rerun without --check", file=sys.stderr)
+            return 1
+        return 0
+    OUTPUT.write_text(text)
+    print(f"wrote {OUTPUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The Alibaba device side: OTA topics, payloads and the MQTT file download frames."""
