@@ -56,7 +56,7 @@ async def test_release_then_device_lifecycle(
         job.id, ids[0], Report(S.IN_PROGRESS, status_details={"pct": "50"}, expected_version=2)
     )
     assert progressed.version == 3
-    assert progressed.status_details == {"step": "download", "pct": "50"}
+    assert progressed.status_details == {"pct": "50"}  # given details replace the old
 
     done = await services.executions.report(job.id, ids[0], Report(S.SUCCEEDED))
     assert done.status is S.SUCCEEDED and done.finished_at == clock.now()

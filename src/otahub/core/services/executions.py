@@ -206,7 +206,8 @@ class ExecutionService:
             "updated_at": now,
         }
         if report.status_details is not None:
-            values["status_details"] = {**(ex.status_details or {}), **report.status_details}
+            # Given details replace the old ones (AWS: "if not specified, unchanged").
+            values["status_details"] = dict(report.status_details)
         if report.progress is not None:
             values["progress"] = report.progress
         if report.reason is not None:
@@ -289,7 +290,7 @@ class ExecutionService:
                 "deadline_at": None,
             }
             if status_details is not None:
-                values["status_details"] = {**(ex.status_details or {}), **status_details}
+                values["status_details"] = dict(status_details)
             await conn.execute(update(executions).where(_is(ex)).values(**values))
             await rollout.add_outbox(conn, job_id, [ex], "changed", now)
             return await _by_key(conn, ex.key)
