@@ -125,3 +125,23 @@ async def test_pending_order_in_progress_first_then_queue_time(
     pending = await services.executions.pending_for_device(ids[0])
     assert [e.job_ref for e in pending] == ["second", "first"]
     assert first.ref == "first"
+
+
+async def test_version_report_settles_matching_executions(services: Services,
+                                                          engine: Engine) -> None:
+    from otahub.core.entities import PackageFile
+
+    tenant, ids = await make_fleet(services, 2)
+    pkg = await services.packages.create_package(
+        tenant, name="fw", version="2.0", module="mcu",
+        files=[PackageFile(ordinal=0, name="fw.bin", size=1)],
+    )
+    job = await group_job(services, tenant, package_id=pkg.id)
+    await engine.tick()
+    await services.executions.report(job.id, ids[0], Report(S.IN_PROGRESS, progress=40))
+    assert await services.executions.settle_by_version(ids[0], "default", "2.0") == []
+    assert await services.executions.settle_by_version(ids[0], "mcu", "1.9") == []
+    [done] = await services.executions.settle_by_version(ids[0], "mcu", "2.0")
+    assert (done.status, done.progress) == (S.SUCCEEDED, 100)
+    [queued] = await services.executions.settle_by_version(ids[1], "mcu", "2.0")
+    assert queued.status is S.SUCCEEDED  # already there: nothing to do but record it

@@ -27,7 +27,7 @@ from otahub.core.states import (
     check_transition,
 )
 from otahub.store import rollout
-from otahub.store.tables import devices, executions, jobs
+from otahub.store.tables import devices, executions, jobs, packages
 from otahub.store.types import UTCDateTime
 
 S = ExecutionStatus
@@ -236,6 +236,37 @@ class ExecutionService:
                 ex.retry_attempt < allowed and JobStatus(job.status) is JobStatus.IN_PROGRESS
             )
         return values
+
+    async def settle_by_version(self, device_id: int, module: str, version: str) -> list[Execution]:
+        """A device reported running `version` of `module`: its pending executions of
+        jobs whose package is that version of that module have succeeded (Alibaba
+        decides success by the version report, not by a status update)."""
+        q = (
+            select(executions.c.job_id, executions.c.execution_number)
+            .join(jobs, jobs.c.id == executions.c.job_id)
+            .join(packages, packages.c.id == jobs.c.package_id)
+            .where(
+                executions.c.device_id == device_id,
+                executions.c.status.in_([s.value for s in PENDING]),
+                packages.c.module == module,
+                packages.c.version == version,
+            )
+        )
+        async with self.ctx.db.read() as conn:
+            found = (await conn.execute(q)).all()
+        settled = []
+        for row in found:
+            try:
+                settled.append(
+                    await self.report(
+                        row.job_id,
+                        device_id,
+                        Report(S.SUCCEEDED, execution_number=row.execution_number, progress=100),
+                    )
+                )
+            except (VersionConflict, InvalidStateTransition):
+                continue  # it changed meanwhile; that change stands
+        return settled
 
     async def mark_notified(self, key: tuple[int, int, int]) -> Execution:
         """The device was handed this execution on request (pull): QUEUED -> NOTIFIED."""
