@@ -107,21 +107,13 @@ class ExecutionService:
         after_device_id: int = 0,
         limit: int = 100,
     ) -> list[Execution]:
-        q = (
-            select(*_EXEC_COLS, devices.c.name.label("device_name"))
-            .join(jobs, jobs.c.id == executions.c.job_id)
-            .join(devices, devices.c.id == executions.c.device_id)
-            .where(
-                executions.c.job_id == job_id,
-                executions.c.device_id > after_device_id,
-                executions.c.superseded.is_(False),
-            )
+        """The latest execution of each device in the job, by device id."""
+        return await self._list(
+            and_(executions.c.job_id == job_id, executions.c.device_id > after_device_id),
+            executions.c.device_id,
+            status,
+            limit,
         )
-        if status is not None:
-            q = q.where(executions.c.status == status.value)
-        async with self.ctx.db.read() as conn:
-            rows = await conn.execute(q.order_by(executions.c.device_id).limit(limit))
-            return [row_to(Execution, r) for r in rows]
 
     async def list_for_device(
         self,
@@ -131,19 +123,27 @@ class ExecutionService:
         after_job_id: int = 0,
         limit: int = 100,
     ) -> list[Execution]:
+        """The device's latest execution of each job, by job id."""
+        return await self._list(
+            and_(executions.c.device_id == device_id, executions.c.job_id > after_job_id),
+            executions.c.job_id,
+            status,
+            limit,
+        )
+
+    async def _list(
+        self, where: Any, order: Any, status: ExecutionStatus | None, limit: int
+    ) -> list[Execution]:
         q = (
-            select(*_EXEC_COLS)
+            select(*_EXEC_COLS, devices.c.name.label("device_name"))
             .join(jobs, jobs.c.id == executions.c.job_id)
-            .where(
-                executions.c.device_id == device_id,
-                executions.c.job_id > after_job_id,
-                executions.c.superseded.is_(False),
-            )
+            .join(devices, devices.c.id == executions.c.device_id)
+            .where(where, executions.c.superseded.is_(False))
         )
         if status is not None:
             q = q.where(executions.c.status == status.value)
         async with self.ctx.db.read() as conn:
-            rows = await conn.execute(q.order_by(executions.c.job_id).limit(limit))
+            rows = await conn.execute(q.order_by(order).limit(limit))
             return [row_to(Execution, r) for r in rows]
 
     # -- device side ----------------------------------------------------------------
