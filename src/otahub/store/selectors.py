@@ -10,6 +10,7 @@ from sqlalchemy import (
     cast,
     exists,
     false,
+    func,
     not_,
     or_,
     select,
@@ -96,7 +97,8 @@ def compile_selector(sel: Selector, tenant_id: int, depth: int = 0) -> ColumnEle
         case Or(items):
             return or_(false(), *(compile_selector(i, tenant_id, depth) for i in items))
         case Not(item):
-            return not_(compile_selector(item, tenant_id, depth))
+            # A missing attribute or type compares as NULL; NOT of it must be true.
+            return not_(func.coalesce(compile_selector(item, tenant_id, depth), false()))
     raise ValueError(f"cannot compile selector {sel!r}")
 
 
