@@ -1,0 +1,27 @@
+"""Blob keys: safe relative paths, the same rules for every backend."""
+
+from __future__ import annotations
+
+from otahub.blobs.errors import InvalidBlobKey
+
+MAX_KEY_LENGTH = 1024
+
+
+def check_key(key: str) -> str:
+    """Return `key` if it is a safe relative path, else raise InvalidBlobKey.
+
+    Components are separated by "/"; none may be empty or start with "." (which
+    also rules out "." and ".."), and no control character or backslash may
+    appear, so a key can never leave the store's root nor hit its hidden
+    working directories.
+    """
+    if not key or len(key.encode()) > MAX_KEY_LENGTH:
+        raise InvalidBlobKey(f"a blob key must be 1..{MAX_KEY_LENGTH} bytes", key=key)
+    if any(ord(ch) < 0x20 or ch in "\\\x7f" for ch in key):
+        raise InvalidBlobKey("a blob key may not hold control characters or '\\'", key=key)
+    for part in key.split("/"):
+        if not part or part.startswith("."):
+            raise InvalidBlobKey(
+                "a blob key's path components may not be empty or start with '.'", key=key
+            )
+    return key

@@ -1,0 +1,1 @@
+"""Tests of the blob stores, presigned download URLs and the download endpoint."""

@@ -1,0 +1,1 @@
+"""Tests of code signing: keys, certificates, signatures and their verification."""
