@@ -1,13 +1,21 @@
-"""Builds the ASGI application: one port for every HTTP face."""
+"""Builds the ASGI application: every HTTP face of otahub on one port.
+
+AWS requests (SigV4: an `AWS4-HMAC-SHA256` Authorization header or presigned
+`X-Amz-*` query) and Alibaba RPC requests (`Action` with its signature parameters)
+share the root path, as both clouds' clients expect; the router tells them apart
+by their shape. Device downloads live under /dl, the CA under /ca.pem.
+"""
 
 from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from otahub import __version__
+from otahub.blobs.download import make_download_app
 from otahub.runtime import Runtime
 
 
@@ -18,7 +26,45 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok", "version": __version__})
 
 
-def build_app(runtime: Runtime) -> Starlette:
-    app = Starlette(routes=[Route("/healthz", healthz)])
-    app.state.runtime = runtime
-    return app
+class FaceRouter:
+    """Sends each request to the face whose protocol it speaks."""
+
+    def __init__(self, runtime: Runtime, fallback: ASGIApp) -> None:
+        self.runtime = runtime
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            face = self.face_for(scope)
+            app = self.runtime.faces.get(face) if face else None
+            if app is not None:
+                await app(scope, receive, send)
+                return
+        await self.fallback(scope, receive, send)
+
+    @staticmethod
+    def face_for(scope: Scope) -> str | None:
+        headers = dict(scope.get("headers") or [])
+        auth = headers.get(b"authorization", b"")
+        query = scope.get("query_string", b"")
+        if auth.startswith(b"AWS4-HMAC-SHA256") or b"X-Amz-Algorithm=" in query:
+            return "aws"
+        if b"Action=" in query or b"SignatureNonce=" in query:
+            return "aliyun"
+        if headers.get(b"content-type", b"").startswith(b"application/x-www-form-urlencoded"):
+            return "aliyun"  # RPC parameters in a form body
+        return None
+
+
+def build_app(runtime: Runtime) -> ASGIApp:
+    inner = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Mount("/dl", app=make_download_app(runtime.blobs, runtime.downloads)),
+        ]
+    )
+    inner.state.runtime = runtime
+    return FaceRouter(runtime, inner)
+
+
+__all__ = ["FaceRouter", "build_app"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -52,3 +54,9 @@ def load_or_create(
 
 def _new_account_id() -> str:
     return "".join(secrets.choice("0123456789") for _ in range(12))
+
+
+def derive_secret(root_secret: str, purpose: str) -> bytes:
+    """A key for one purpose, derived from the root secret, so that every process
+    sharing the account (and so the secret) derives the same one."""
+    return hmac.new(root_secret.encode(), f"otahub:{purpose}".encode(), hashlib.sha256).digest()

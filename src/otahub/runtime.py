@@ -7,12 +7,18 @@ import logging
 import socket
 from collections.abc import Sequence
 
+from starlette.types import ASGIApp
+
+from otahub.blobs.base import BlobStore
+from otahub.blobs.factory import blob_store_from_url
+from otahub.blobs.presign import PresignVerifier
 from otahub.config import Settings
 from otahub.core.clock import Clock, SystemClock
 from otahub.core.engine import Engine, EngineSettings
 from otahub.core.outbox import Notification, OutboxPublisher
 from otahub.core.services import Services
-from otahub.credentials import RootCredentials, load_or_create
+from otahub.core.services.objects import ObjectService
+from otahub.credentials import RootCredentials, derive_secret, load_or_create
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.external import ExternalBroker
 from otahub.store.db import Database
@@ -31,6 +37,11 @@ class Runtime:
         self.db = Database(settings.resolved_database_url())
         self.services = Services.build(self.db, self.clock)
         self.engine = Engine(self.db, self.clock, EngineSettings(interval=settings.engine_interval))
+        self.blobs: BlobStore = blob_store_from_url(settings.blob_url, settings.data_dir)
+        self.objects = ObjectService(self.services.ctx, self.blobs)
+        self.downloads: PresignVerifier | None = None
+        # ASGI apps of the protocol faces, by name ("aws", "aliyun"); see app.FaceRouter.
+        self.faces: dict[str, ASGIApp] = {}
         self.bridge: DeviceBridge | None = None
         self.external: ExternalBroker | None = None
         self.lease = Lease(self.db, AWS_TOPICS_LEASE)
@@ -51,6 +62,9 @@ class Runtime:
             key_id,
             self.settings.secret_access_key,
             account_id=known[1] if known else None,
+        )
+        self.downloads = PresignVerifier(
+            derive_secret(self.credentials.secret_access_key, "device-downloads"), self.clock
         )
         await self.services.accounts.ensure_access_key(
             self.credentials.access_key_id,
@@ -99,4 +113,4 @@ class Runtime:
         await self.external.sink(batch)
 
     async def _read_range(self, blob_key: str, start: int, length: int) -> bytes:
-        raise NotImplementedError("the blob store is not attached yet")
+        return b"".join([c async for c in self.blobs.open_range(blob_key, start, start + length)])

@@ -49,6 +49,13 @@ def main() -> None:
     default=None,
     help="mqtt://user:pass@host:port of an external broker (default: the embedded one)",
 )
+@click.option(
+    "--blob-url",
+    envvar="OTAHUB_BLOB_URL",
+    default=None,
+    help="s3://bucket?endpoint=http://host:port for an S3-compatible store "
+    "(default: files in the data dir)",
+)
 @click.option("--log-level", envvar="OTAHUB_LOG_LEVEL", default="info", show_default=True)
 def serve(
     host: str,
@@ -59,6 +66,7 @@ def serve(
     database_url: str | None,
     public_host: str | None,
     broker_url: str | None,
+    blob_url: str | None,
     log_level: str,
 ) -> None:
     """Run the server: HTTP APIs, device gateway and rollout engine in one process."""
@@ -74,6 +82,7 @@ def serve(
         public_host=public_host,
         log_level=log_level,
         broker_url=broker_url,
+        blob_url=blob_url,
         access_key_id=os.environ.get("OTAHUB_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("OTAHUB_SECRET_ACCESS_KEY"),
     )
