@@ -49,6 +49,7 @@ SHARED_REQUEST_TOPICS = (
     "/sys/+/+/thing/file/download",
 )
 WORKERS = 16  # messages of one device stay in order: each device maps to one worker
+IN_FLIGHT = 200  # QoS 1 publishes awaiting their PUBACK at once
 
 
 class NotConnected(Exception):
@@ -120,7 +121,9 @@ class ExternalBroker:
             properties=props,
             tls_context=self.tls,
             keepalive=30,
+            max_inflight_messages=IN_FLIGHT,
         ) as client:
+            client.pending_calls_threshold = 2 * IN_FLIGHT
             for topic in SHARED_REQUEST_TOPICS:
                 await client.subscribe(f"$share/{self.share_group}/{topic}", qos=1)
             aws = await self._set_aws_role(client, subscribed=False)
@@ -190,11 +193,14 @@ class ExternalBroker:
         await self.publish(out)
 
     async def sink(self, batch: Sequence[Notification]) -> None:
-        """The outbox sink: raises NotConnected (the batch stays unsent) when down."""
+        """The outbox sink: raises NotConnected (the batch stays unsent) when down.
+        Publishes are pipelined, IN_FLIGHT at a time, each acknowledged at QoS 1."""
         if not self.connected.is_set():
             raise NotConnected
-        for device, out in await self.bridge.render(batch):
-            await self.deliver(device, out)
+        messages = await self.bridge.render(batch)
+        for start in range(0, len(messages), IN_FLIGHT):
+            window = messages[start : start + IN_FLIGHT]
+            await asyncio.gather(*(self.deliver(device, out) for device, out in window))
 
 
 def _device_key(topic: str) -> str:

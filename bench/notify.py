@@ -1,0 +1,170 @@
+"""Notification benchmark: 20,000 notify-next messages drained from the outbox to
+subscribed devices through a broker, beside a raw publish loop of the same
+messages through the same broker, in the same run.
+
+    .venv/bin/python bench/notify.py [--devices N] [--broker mqtt://host:port]
+
+Without --broker it starts its own Mosquitto on a free port, configured as
+specs/infra.md measured it (`max_queued_messages 1000000`: the packaged default of
+1000 drops most of a QoS 1 burst to a Python subscriber). One subscriber takes
+`$aws/things/+/jobs/notify-next` for the whole fleet (20,000 device connections
+would measure the load generator, not otahub). Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from otahub.core.clock import SystemClock
+from otahub.core.engine import Engine
+from otahub.core.outbox import OutboxPublisher
+from otahub.core.services import JobSpec, Services
+from otahub.gateway.aws.jobs_mqtt import Outgoing
+from otahub.gateway.bridge import DeviceBridge
+from otahub.gateway.external import IN_FLIGHT, ExternalBroker
+from otahub.store.db import Database
+from otahub.store.migrate import migrate
+
+
+async def no_blobs(key: str, start: int, length: int) -> bytes:
+    raise AssertionError
+
+
+async def count_arrivals(host: str, port: int, topic: str, n: int, ready: asyncio.Event,
+                         done: asyncio.Event, stamps: list[float]) -> None:
+    async with aiomqtt.Client(host, port, identifier=f"bench-sub-{uuid.uuid4().hex[:6]}",
+                              max_queued_incoming_messages=0) as sub:
+        await sub.subscribe(topic, qos=1)
+        ready.set()
+        got = 0
+        async for _ in sub.messages:
+            got += 1
+            if got == n:
+                stamps.append(time.perf_counter())
+                done.set()
+                return
+
+
+@contextlib.contextmanager
+def private_mosquitto() -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as d:
+        conf = Path(d) / "mosquitto.conf"
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+            "max_queued_messages 1000000\nmax_inflight_messages 0\npersistence false\n"
+        )
+        proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(50):
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                    break
+                time.sleep(0.1)
+            yield f"mqtt://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=20_000)
+    ap.add_argument("--broker", default=None)
+    args = ap.parse_args()
+    if args.broker is None:
+        with private_mosquitto() as url:
+            args.broker = url
+            await run(args)
+    else:
+        await run(args)
+
+
+async def run(args: argparse.Namespace) -> None:
+    url = urlsplit(args.broker)
+    host, port = url.hostname or "127.0.0.1", url.port or 1883
+    n = args.devices
+    tag = uuid.uuid4().hex[:6]
+
+    with tempfile.TemporaryDirectory() as d:
+        db = Database(f"sqlite:///{Path(d) / 'bench.db'}")
+        await migrate(db)
+        svc = Services.build(db, SystemClock())
+        tenant = await svc.accounts.tenant("000000000001")
+        names = [f"b{tag}-{i}" for i in range(n)]
+        await svc.registry.create_devices_bulk(tenant.id, names)
+        await svc.registry.create_group(tenant.id, "fleet")
+        await svc.registry.add_group_members_from_query(tenant.id, "fleet")
+        group = await svc.registry.get_group(tenant.id, "fleet")
+        await svc.jobs.create_job(
+            tenant.id, JobSpec(ref="bench", kind="job", group_ids=[group.id], document="{}")
+        )
+        await Engine(db, svc.ctx.clock).tick()
+        bridge = DeviceBridge(svc, svc.ctx.clock, no_blobs, default_tenant=tenant.id)
+
+        # What the outbox sends (notify and notify-next per device), rendered once
+        # beforehand, for the raw loop to publish too.
+        devices = await svc.registry.list_devices(tenant.id, limit=n)
+        pending = await svc.executions.pending_for_devices([x.id for x in devices])
+        raw: list[Outgoing] = []
+        for dev in devices:
+            raw += await bridge.jobs.notifications(dev, ["released"], pending[dev.id])
+        topic = "$aws/things/+/jobs/notify-next"
+
+        # Raw publish loop through the broker.
+        ready, done, stamps = asyncio.Event(), asyncio.Event(), []
+        sub = asyncio.create_task(count_arrivals(host, port, topic, n, ready, done, stamps))
+        await ready.wait()
+        async with aiomqtt.Client(host, port, identifier=f"bench-pub-{tag}",
+                                  max_inflight_messages=IN_FLIGHT) as pub:
+            pub.pending_calls_threshold = 2 * IN_FLIGHT
+            t0 = time.perf_counter()
+            for start in range(0, len(raw), IN_FLIGHT):  # the same pipelining as otahub's
+                window = raw[start:start + IN_FLIGHT]
+                await asyncio.gather(*(pub.publish(m.topic, m.payload, qos=1) for m in window))
+            await asyncio.wait_for(done.wait(), 300)
+        raw_s = stamps[0] - t0
+        await sub
+
+        # otahub: drain the outbox through the external-broker client.
+        ext = ExternalBroker(args.broker, bridge, client_id=f"bench-otahub-{tag}",
+                             share_group=f"b{tag}")
+        stop = asyncio.Event()
+        runner = asyncio.create_task(ext.run(stop))
+        await asyncio.wait_for(ext.connected.wait(), 10)
+        ready, done, stamps = asyncio.Event(), asyncio.Event(), []
+        sub = asyncio.create_task(count_arrivals(host, port, topic, n, ready, done, stamps))
+        await ready.wait()
+        t0 = time.perf_counter()
+        await OutboxPublisher(db, svc.ctx.clock, ext.sink, batch=5000).drain()
+        await asyncio.wait_for(done.wait(), 300)
+        ours_s = stamps[0] - t0
+        await sub
+        stop.set()
+        await runner
+        await db.dispose()
+
+    print()
+    print(f"{n:,} notify-next messages to subscribed devices through {args.broker} (QoS 1)")
+    print(f"{'raw publish loop':<28}{raw_s:>8.2f}s{n / raw_s:>12,.0f} msg/s")
+    print(f"{'otahub outbox -> broker':<28}{ours_s:>8.2f}s{n / ours_s:>12,.0f} msg/s")
+    print(f"{'ratio (otahub / raw)':<28}{raw_s / ours_s:>9.2f}x   (target >= 0.7x)")
+    print(f"both send notify and notify-next to each device: {2 * n:,} messages; the clock "
+          "stops when the last notify-next arrives")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
