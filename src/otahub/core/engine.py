@@ -177,20 +177,25 @@ class Engine:
                 want = min(room, allowance) if mode is ReleaseMode.CREATE else room
                 if want > 0:
                     page = await rollout.targets_page(conn, job, job.release_cursor, want)
-                    seen = created = last = 0
+                    created = last = 0
                     if page is not None:
                         # The cursor commits with each chunk and later matches are
                         # scanned only once this pass is done, so no device above the
                         # cursor has an execution of this job yet.
-                        seen, created, last = await rollout.materialize(
-                            conn, job, page, now=now, fresh_only=True, **_fresh(job, mode)
+                        created, last = await rollout.materialize(
+                            conn,
+                            job,
+                            page,
+                            now=now,
+                            fresh_above=job.release_cursor,
+                            **_fresh(job, mode),
                         )
                     if last:
                         changes["release_cursor"] = last
                     changes["materialized"] = job.materialized + created
                     if mode is ReleaseMode.CREATE:
                         released += created
-                    exhausted = seen < want
+                    exhausted = created < want
                     capped = cap is not None and job.materialized + created >= cap
                     if exhausted or capped:
                         changes["initial_done"] = True
@@ -209,12 +214,12 @@ class Engine:
                 if want > 0:
                     page = await rollout.changed_targets(conn, job, since, want)
                     if page is not None:
-                        seen, created, _ = await rollout.materialize(
+                        seen, _ = await rollout.materialize(
                             conn, job, page, now=now, **_fresh(job, mode)
                         )
-                        changes["materialized"] = job.materialized + created
+                        changes["materialized"] = job.materialized + seen
                         if mode is ReleaseMode.CREATE:
-                            released += created
+                            released += seen
                         if seen < want:
                             await rollout.remove_departed(conn, job, since, now)
                             changes["scan_from"] = now

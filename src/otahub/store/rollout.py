@@ -179,23 +179,18 @@ async def materialize(
     released: bool,
     now: datetime,
     notify: bool,
-    fresh_only: bool = False,
-) -> tuple[int, int, int]:
+    fresh_above: int | None = None,
+) -> tuple[int, int]:
     """Create the first execution for each device of `ids_query` and, when `notify`,
-    the outbox rows that announce them.
+    the outbox rows that announce them. Returns (executions created, highest device
+    id among them, or 0).
 
-    `fresh_only`: the caller knows none of these devices has an execution of the job
-    yet (the initial pass above its cursor); the rows then go in with one plain
-    INSERT … SELECT and are announced by one outbox row for the whole id range.
-    Otherwise devices that have one are skipped and each new one gets its own row.
-
-    Returns (devices seen, executions created, highest device id seen)."""
+    `fresh_above`: the initial pass, where `ids_query` yields only ids above this
+    cursor and none of them has an execution of the job yet. The rows then go in
+    with one plain INSERT … SELECT and are announced by one outbox row for the id
+    range (cursor, highest]: exactly the rows just made. Otherwise devices that
+    have an execution are skipped and each new one gets its own outbox row."""
     page = ids_query.subquery()
-    seen, low, high = (
-        await conn.execute(select(func.count(), func.min(page.c.id), func.max(page.c.id)))
-    ).one()
-    if not seen:
-        return 0, 0, 0
     fresh = select(
         literal(job.id, Integer).label("job_id"),
         page.c.id.label("device_id"),
@@ -205,21 +200,31 @@ async def materialize(
         literal(now, UTCDateTime()).label("updated_at"),
     )
     columns = ["job_id", "device_id", "status", "queued_at", "released_at", "updated_at"]
-    if fresh_only:
+    if fresh_above is not None:
         result = await conn.execute(insert(executions).from_select(columns, fresh))
         created = int(result.rowcount or 0)
-        if notify and created:
+        if not created:
+            return 0, 0
+        # The job's highest device id now is the highest just inserted (an index lookup).
+        high = int(
+            (
+                await conn.execute(
+                    select(func.max(executions.c.device_id)).where(executions.c.job_id == job.id)
+                )
+            ).scalar_one()
+        )
+        if notify:
             await conn.execute(
                 insert(outbox).values(
                     job_id=job.id,
                     execution_number=1,
-                    first_device_id=int(low) - 1,
-                    last_device_id=int(high),
+                    first_device_id=fresh_above,
+                    last_device_id=high,
                     kind="released",
                     created_at=now,
                 )
             )
-        return int(seen), created, int(high)
+        return created, high
     fresh = fresh.where(
         ~exists().where(executions.c.job_id == job.id, executions.c.device_id == page.c.id)
     )
@@ -232,7 +237,7 @@ async def materialize(
     ).all()
     if notify:
         await add_outbox(conn, job.id, rows, "released", now)
-    return int(seen), len(rows), int(high)
+    return len(rows), max((r.device_id for r in rows), default=0)
 
 
 async def release_queued(
