@@ -12,9 +12,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otahub.core.clock import Clock
@@ -40,36 +41,63 @@ Sink = Callable[[Sequence[Notification]], Awaitable[None]]
 
 
 class OutboxPublisher:
-    def __init__(self, db: Database, clock: Clock, sink: Sink, *, batch: int = 1000) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, sink: Sink, *, batch: int = 1000, lease: float = 60
+    ) -> None:
         self.db = db
         self.clock = clock
         self.sink = sink
         self.batch = batch
+        self.lease = lease
         self.wake = asyncio.Event()
 
     async def drain_once(self) -> int:
-        """Send one batch of outbox rows; returns how many notifications went out."""
+        """Send one batch of outbox rows; returns how many notifications went out.
+
+        Rows are claimed in one short transaction, sent with none open (a slow or
+        absent broker must not hold database locks), and stamped sent in another.
+        A claim runs out after `lease` seconds, so rows a crashed or failed sender
+        claimed are sent again; a failed send gives its claim back at once."""
+        now = self.clock.now()
         async with self.db.transaction() as conn:
-            q = select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id)
-            q = q.limit(self.batch)
+            q = (
+                select(outbox)
+                .where(
+                    outbox.c.sent_at.is_(None),
+                    or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now),
+                )
+                .order_by(outbox.c.id)
+                .limit(self.batch)
+            )
             if self.db.is_postgres:
                 q = q.with_for_update(skip_locked=True)
             rows = (await conn.execute(q)).all()
             if not rows:
                 return 0
-            taken: list[int] = []
+            ids = [r.id for r in rows]
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(ids))
+                .values(claimed_until=now + timedelta(seconds=self.lease))
+            )
+        try:
             batch: list[Notification] = []
-            for r in rows:
-                batch.extend(await self._expand(conn, r))
-                taken.append(r.id)
-                if len(batch) >= self.batch:
-                    break
+            async with self.db.read() as conn:
+                for r in rows:
+                    batch.extend(await self._expand(conn, r))
             if batch:
                 await self.sink(batch)
+        except BaseException:
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    update(outbox).where(outbox.c.id.in_(ids)).values(claimed_until=None)
+                )
+            raise
+        async with self.db.transaction() as conn:
             await conn.execute(
-                update(outbox).where(outbox.c.id.in_(taken)).values(sent_at=self.clock.now())
+                update(outbox).where(outbox.c.id.in_(ids)).values(sent_at=self.clock.now())
             )
-            return len(batch) or len(taken)
+        return len(batch) or len(ids)
 
     async def _expand(self, conn: AsyncConnection, row: Any) -> list[Notification]:
         if row.device_id is not None:

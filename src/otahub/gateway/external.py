@@ -137,11 +137,13 @@ class ExternalBroker:
             stopper = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
+            errors = [t.exception() for t in workers if t in done and not t.cancelled()]
             for task in workers:
-                if task in done:
-                    task.result()  # re-raises the connection error
-                else:
+                if task not in done:
                     task.cancel()
+            for error in errors:
+                if error is not None:
+                    raise error  # the connection error: reconnect
 
     async def _follow_aws_role(self, client: aiomqtt.Client, subscribed: bool) -> None:
         """Keep the `$aws` subscriptions in step with this process's role."""

@@ -303,6 +303,7 @@ outbox = Table(
     Column("kind", String(32), nullable=False),
     Column("payload", Json),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("claimed_until", UTCDateTime),  # a publisher is sending it until then
     Column("sent_at", UTCDateTime),
     Index(
         "ix_outbox_unsent",
