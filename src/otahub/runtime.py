@@ -19,6 +19,8 @@ from otahub.core.outbox import Notification, OutboxPublisher
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
 from otahub.credentials import RootCredentials, derive_secret, load_or_create
+from otahub.faces.aws.handlers import all_handlers
+from otahub.faces.aws.wire.app import AwsApp
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.external import ExternalBroker
 from otahub.store.db import Database
@@ -72,6 +74,7 @@ class Runtime:
             self.credentials.account_id,
         )
         tenant = await self.services.accounts.tenant(self.credentials.account_id)
+        self.faces["aws"] = AwsApp(self.services, self.clock, all_handlers(), self._endpoints())
         self.bridge = DeviceBridge(
             self.services, self.clock, self._read_range, default_tenant=tenant.id
         )
@@ -103,6 +106,13 @@ class Runtime:
                 task.cancel()
         await self.db.dispose()
         log.info("runtime stopped")
+
+    def _endpoints(self) -> dict[str, str]:
+        host = self.settings.public_host or self.settings.host
+        return {
+            kind: host
+            for kind in ("iot:Data", "iot:Data-ATS", "iot:Jobs", "iot:CredentialProvider")
+        }
 
     def _can_deliver(self) -> bool:
         return self.external is not None and self.external.is_connected()

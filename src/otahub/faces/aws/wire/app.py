@@ -1,0 +1,149 @@
+"""The ASGI entry of the AWS face: verify, route, parse, validate, call one handler,
+serialize; every failure leaves in AWS's error shape."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from otahub.core.clock import Clock
+from otahub.core.errors import OtahubError
+from otahub.core.services import Services
+from otahub.faces.aws.wire import codec, model, sigv4
+from otahub.faces.aws.wire.errors import AwsError, from_core
+
+log = logging.getLogger("otahub.faces.aws")
+MAX_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AwsContext:
+    services: Services
+    clock: Clock
+    tenant_id: int
+    account_id: str
+    region: str
+    service: str
+    endpoints: Mapping[str, str]  # endpoint type -> host name, for DescribeEndpoint
+
+    def arn(self, resource: str, service: str = "iot") -> str:
+        return f"arn:aws:{service}:{self.region}:{self.account_id}:{resource}"
+
+
+Handler = Callable[[AwsContext, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+class AwsApp:
+    def __init__(
+        self,
+        services: Services,
+        clock: Clock,
+        handlers: Mapping[tuple[str, str], Handler],
+        endpoints: Mapping[str, str],
+    ) -> None:
+        self.services = services
+        self.clock = clock
+        self.handlers = handlers
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = str(uuid.uuid4())
+        service = "iot"
+        try:
+            body = await _read_body(receive)
+            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            raw_path = scope.get("raw_path", scope["path"].encode()).decode()
+            raw_query = scope.get("query_string", b"").decode()
+            signed = await sigv4.verify(
+                scope["method"],
+                raw_path,
+                raw_query,
+                headers,
+                body,
+                self.services.accounts.lookup_key,
+                self.clock.now(),
+            )
+            service = signed.service
+            if service not in model.SERVICES:
+                raise AwsError(
+                    "UnknownOperationException",
+                    f"otahub does not serve the {service} API here",
+                    404,
+                )
+            match = model.route(service, scope["method"], raw_path)
+            if match is None:
+                raise AwsError("UnknownOperationException", "no operation at this path", 404)
+            op = match.operation
+            params = codec.parse_input(service, op, match.labels, raw_query, headers, body)
+            codec.validate(service, op.input_shape, params)
+            handler = self.handlers.get((service, op.name))
+            if handler is None:
+                raise AwsError(
+                    "NotImplementedException",
+                    f"otahub does not implement {service} {op.name} yet",
+                    501,
+                )
+            tenant = await self.services.accounts.tenant(signed.account_id)
+            ctx = AwsContext(
+                self.services,
+                self.clock,
+                tenant.id,
+                signed.account_id,
+                signed.region,
+                service,
+                self.endpoints,
+            )
+            try:
+                output = await handler(ctx, params) or {}
+            except OtahubError as exc:
+                raise from_core(service, exc) from exc
+            status, out_headers, out_body = codec.serialize_output(op, output)
+            await _respond(send, status, {**out_headers, "x-amzn-RequestId": request_id}, out_body)
+        except AwsError as err:
+            await _error(send, service, err, request_id)
+        except Exception:
+            log.exception("AWS request failed")
+            await _error(
+                send,
+                service,
+                AwsError("InternalFailureException", "otahub failed to handle the request", 500),
+                request_id,
+            )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise AwsError("InvalidRequestException", "the request body is too large", 413)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _error(send: Send, service: str, err: AwsError, request_id: str) -> None:
+    status = err.status or codec.error_status(service, err.code)
+    body = {"message": err.message, "__type": err.code, **err.members}
+    await _respond(
+        send,
+        status,
+        {"x-amzn-ErrorType": err.code, "x-amzn-RequestId": request_id},
+        json.dumps(body, default=str).encode(),
+    )
+
+
+async def _respond(send: Send, status: int, headers: Mapping[str, str], body: bytes) -> None:
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

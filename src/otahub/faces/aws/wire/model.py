@@ -1,0 +1,74 @@
+"""botocore's service models, and routing a request to one of their operations."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import botocore.loaders
+import botocore.model
+
+SERVICES = ("iot", "iot-jobs-data", "signer")
+
+
+@functools.cache
+def service_model(service: str) -> botocore.model.ServiceModel:
+    loader = botocore.loaders.Loader()
+    return botocore.model.ServiceModel(loader.load_service_model(service, "service-2"), service)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    literal_chars: int
+    operation: str
+
+
+@dataclass(frozen=True)
+class Match:
+    operation: botocore.model.OperationModel
+    labels: dict[str, str]
+
+
+def _compile(template: str) -> tuple[re.Pattern[str], int]:
+    path = template.split("?", 1)[0]
+    out, literal, pos = [], 0, 0
+    for m in re.finditer(r"\{([^}]+)\}", path):
+        out.append(re.escape(path[pos : m.start()]))
+        literal += m.start() - pos
+        name = m.group(1)
+        if name.endswith("+"):
+            out.append(f"(?P<{name[:-1]}>.+)")
+        else:
+            out.append(f"(?P<{name}>[^/]+)")
+        pos = m.end()
+    out.append(re.escape(path[pos:]))
+    literal += len(path) - pos
+    return re.compile("^" + "".join(out) + "/?$"), literal
+
+
+@functools.cache
+def routes(service: str) -> tuple[Route, ...]:
+    model = service_model(service)
+    found = []
+    for name in model.operation_names:
+        http = model.operation_model(name).http
+        pattern, literal = _compile(http["requestUri"])
+        found.append(Route(http["method"], pattern, literal, name))
+    # More literal text wins: `/jobs/$next` before `/jobs/{jobId}`.
+    return tuple(sorted(found, key=lambda r: -r.literal_chars))
+
+
+def route(service: str, method: str, raw_path: str) -> Match | None:
+    """The operation for a request, matched on the raw path; labels come decoded."""
+    for r in routes(service):
+        if r.method != method:
+            continue
+        m = r.pattern.match(raw_path)
+        if m is not None:
+            labels = {k: unquote(v) for k, v in m.groupdict().items()}
+            return Match(service_model(service).operation_model(r.operation), labels)
+    return None
