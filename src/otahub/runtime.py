@@ -20,6 +20,7 @@ from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
 from otahub.credentials import RootCredentials, derive_secret, load_or_create
 from otahub.faces.aws.handlers import all_handlers
+from otahub.faces.aws.s3 import S3App
 from otahub.faces.aws.wire.app import AwsApp
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.external import ExternalBroker
@@ -74,7 +75,13 @@ class Runtime:
             self.credentials.account_id,
         )
         tenant = await self.services.accounts.tenant(self.credentials.account_id)
-        self.faces["aws"] = AwsApp(self.services, self.clock, all_handlers(), self._endpoints())
+        self.faces["aws"] = AwsApp(
+            self.services,
+            self.clock,
+            all_handlers(),
+            self._endpoints(),
+            s3=S3App(self.services, self.objects, self.clock),
+        )
         self.bridge = DeviceBridge(
             self.services, self.clock, self._read_range, default_tenant=tenant.id
         )

@@ -38,3 +38,8 @@ def iot(server: ServerProcess) -> Any:
 @pytest.fixture(scope="module")
 def jobs_data(server: ServerProcess) -> Any:
     return client(server, "iot-jobs-data")
+
+
+@pytest.fixture(scope="module")
+def s3(server: ServerProcess) -> Any:
+    return client(server, "s3")

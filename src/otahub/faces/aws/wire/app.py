@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from otahub.core.clock import Clock
 from otahub.core.errors import OtahubError
@@ -46,13 +46,20 @@ class AwsApp:
         clock: Clock,
         handlers: Mapping[tuple[str, str], Handler],
         endpoints: Mapping[str, str],
+        s3: ASGIApp | None = None,
     ) -> None:
+        self.s3 = s3  # S3 streams its bodies: it gets the request before anything is read
         self.services = services
         self.clock = clock
         self.handlers = handlers
         self.endpoints = endpoints
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.s3 is not None:
+            raw_headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            if sigv4.scope_service(raw_headers) == "s3":
+                await self.s3(scope, receive, send)
+                return
         request_id = str(uuid.uuid4())
         service = "iot"
         try:

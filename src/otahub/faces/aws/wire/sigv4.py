@@ -13,7 +13,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from otahub.faces.aws.wire.errors import AwsError
 
@@ -34,9 +34,9 @@ class Signed:
     service: str
 
 
-def _canonical_uri(raw_path: str) -> str:
-    segments = [s for s in raw_path.split("/")]
-    return quote("/".join(segments), safe="/~") or "/"
+def _canonical_uri(raw_path: str, *, double_encode: bool) -> str:
+    # S3 signs the path as sent; every other service encodes it once more.
+    return (quote(raw_path, safe="/~") if double_encode else raw_path) or "/"
 
 
 def _canonical_query(raw_query: str) -> str:
@@ -64,6 +64,8 @@ async def verify(
     body: bytes,
     lookup: LookupSecret,
     now: datetime,
+    *,
+    double_encode: bool = True,
 ) -> Signed:
     """Check the request's signature; raise AwsError (403) when it does not hold."""
     auth = headers.get("authorization", "")
@@ -101,7 +103,7 @@ async def verify(
     canonical = "\n".join(
         [
             method.upper(),
-            _canonical_uri(raw_path),
+            _canonical_uri(raw_path, double_encode=double_encode),
             _canonical_query(raw_query),
             canon_headers,
             ";".join(signed),
@@ -128,5 +130,10 @@ async def verify(
     return Signed(access_key, account, region, service)
 
 
-def decode_path(raw_path: str) -> str:
-    return unquote(raw_path)
+def scope_service(headers: Mapping[str, str]) -> str | None:
+    """The service named in the credential scope, before anything is verified."""
+    m = _AUTH.match(headers.get("authorization", ""))
+    if m is None:
+        return None
+    parts = m.group("cred").split("/")
+    return parts[3] if len(parts) == 5 else None
