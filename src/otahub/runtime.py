@@ -18,10 +18,11 @@ from otahub.core.engine import Engine, EngineSettings
 from otahub.core.outbox import Notification, OutboxPublisher
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
+from otahub.core.services.signing import SigningService
 from otahub.credentials import RootCredentials, derive_secret, load_or_create
 from otahub.faces.aws.handlers import all_handlers
 from otahub.faces.aws.s3 import S3App
-from otahub.faces.aws.wire.app import AwsApp
+from otahub.faces.aws.wire.app import AwsApp, AwsDeps
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.external import ExternalBroker
 from otahub.store.db import Database
@@ -42,6 +43,7 @@ class Runtime:
         self.engine = Engine(self.db, self.clock, EngineSettings(interval=settings.engine_interval))
         self.blobs: BlobStore = blob_store_from_url(settings.blob_url, settings.data_dir)
         self.objects = ObjectService(self.services.ctx, self.blobs)
+        self.signing = SigningService(self.services.ctx, self.objects)
         self.downloads: PresignVerifier | None = None
         # ASGI apps of the protocol faces, by name ("aws", "aliyun"); see app.FaceRouter.
         self.faces: dict[str, ASGIApp] = {}
@@ -79,7 +81,13 @@ class Runtime:
             self.services,
             self.clock,
             all_handlers(),
-            self._endpoints(),
+            AwsDeps(
+                self.objects,
+                self.signing,
+                self.downloads,
+                self.settings.http_base,
+                self._endpoints(),
+            ),
             s3=S3App(self.services, self.objects, self.clock),
         )
         self.bridge = DeviceBridge(

@@ -43,3 +43,8 @@ def jobs_data(server: ServerProcess) -> Any:
 @pytest.fixture(scope="module")
 def s3(server: ServerProcess) -> Any:
     return client(server, "s3")
+
+
+@pytest.fixture(scope="module")
+def signer(server: ServerProcess) -> Any:
+    return client(server, "signer")

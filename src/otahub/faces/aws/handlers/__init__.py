@@ -18,6 +18,14 @@ def handles(service: str, operation: str) -> Callable[[Handler], Handler]:
 
 
 def all_handlers() -> dict[tuple[str, str], Handler]:
-    from otahub.faces.aws.handlers import endpoint, jobs, jobs_data, things  # noqa: F401
+    from otahub.faces.aws.handlers import (  # noqa: F401
+        certificates,
+        endpoint,
+        jobs,
+        jobs_data,
+        signer,
+        streams,
+        things,
+    )
 
     return HANDLERS

@@ -12,14 +12,28 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from otahub.blobs.presign import PresignVerifier
 from otahub.core.clock import Clock
 from otahub.core.errors import OtahubError
 from otahub.core.services import Services
+from otahub.core.services.objects import ObjectService
+from otahub.core.services.signing import SigningService
 from otahub.faces.aws.wire import codec, model, sigv4
 from otahub.faces.aws.wire.errors import AwsError, from_core
 
 log = logging.getLogger("otahub.faces.aws")
 MAX_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AwsDeps:
+    """What handlers use besides the core services."""
+
+    objects: ObjectService
+    signing: SigningService
+    downloads: PresignVerifier | None
+    http_base: str  # where devices reach otahub's HTTP port
+    endpoints: Mapping[str, str]  # endpoint type -> host name, for DescribeEndpoint
 
 
 @dataclass(frozen=True)
@@ -30,7 +44,15 @@ class AwsContext:
     account_id: str
     region: str
     service: str
-    endpoints: Mapping[str, str]  # endpoint type -> host name, for DescribeEndpoint
+    deps: AwsDeps
+
+    @property
+    def objects(self) -> ObjectService:
+        return self.deps.objects
+
+    @property
+    def endpoints(self) -> Mapping[str, str]:
+        return self.deps.endpoints
 
     def arn(self, resource: str, service: str = "iot") -> str:
         return f"arn:aws:{service}:{self.region}:{self.account_id}:{resource}"
@@ -45,14 +67,14 @@ class AwsApp:
         services: Services,
         clock: Clock,
         handlers: Mapping[tuple[str, str], Handler],
-        endpoints: Mapping[str, str],
+        deps: AwsDeps,
         s3: ASGIApp | None = None,
     ) -> None:
         self.s3 = s3  # S3 streams its bodies: it gets the request before anything is read
         self.services = services
         self.clock = clock
         self.handlers = handlers
-        self.endpoints = endpoints
+        self.deps = deps
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.s3 is not None:
@@ -104,7 +126,7 @@ class AwsApp:
                 signed.account_id,
                 signed.region,
                 service,
-                self.endpoints,
+                self.deps,
             )
             try:
                 output = await handler(ctx, params) or {}

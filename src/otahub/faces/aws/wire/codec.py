@@ -202,11 +202,10 @@ def _join(path: str, name: str) -> str:
 def _to_json(shape: botocore.model.Shape, value: Any) -> Any:
     t = shape.type_name
     if t == "structure" and isinstance(value, dict):
+        # Only modeled members go out: clients parse by the model.
         members = shape.members
         return {
-            k: _to_json(members[k], v) if k in members else v
-            for k, v in value.items()
-            if v is not None
+            k: _to_json(members[k], v) for k, v in value.items() if v is not None and k in members
         }
     if t == "list" and isinstance(value, list):
         return [_to_json(shape.member, v) for v in value]
