@@ -23,6 +23,7 @@ from otahub.credentials import RootCredentials, derive_secret, load_or_create
 from otahub.faces.aws.handlers import all_handlers
 from otahub.faces.aws.s3 import S3App
 from otahub.faces.aws.wire.app import AwsApp, AwsDeps
+from otahub.gateway.aws.documents import DocumentRenderer
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.external import ExternalBroker
 from otahub.store.db import Database
@@ -71,6 +72,9 @@ class Runtime:
         self.downloads = PresignVerifier(
             derive_secret(self.credentials.secret_access_key, "device-downloads"), self.clock
         )
+        self.render_document = DocumentRenderer(
+            self.objects, self.downloads, self.settings.http_base
+        )
         await self.services.accounts.ensure_access_key(
             self.credentials.access_key_id,
             self.credentials.secret_access_key,
@@ -87,11 +91,16 @@ class Runtime:
                 self.downloads,
                 self.settings.http_base,
                 self._endpoints(),
+                self.render_document,
             ),
             s3=S3App(self.services, self.objects, self.clock),
         )
         self.bridge = DeviceBridge(
-            self.services, self.clock, self._read_range, default_tenant=tenant.id
+            self.services,
+            self.clock,
+            self._read_range,
+            default_tenant=tenant.id,
+            render_document=self.render_document,
         )
         self._tasks = [asyncio.create_task(self.engine.run(self._stop), name="engine")]
         if self.settings.broker_url:

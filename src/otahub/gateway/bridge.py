@@ -16,7 +16,7 @@ from otahub.core.clock import Clock
 from otahub.core.entities import Device
 from otahub.core.outbox import Notification
 from otahub.core.services import Services
-from otahub.gateway.aws.jobs_mqtt import JobsTopics, Outgoing
+from otahub.gateway.aws.jobs_mqtt import JobsTopics, Outgoing, RenderDocument
 from otahub.gateway.aws.streams_mqtt import ReadRange, StreamTopics
 
 log = logging.getLogger("otahub.gateway")
@@ -44,9 +44,10 @@ class DeviceBridge:
         *,
         default_tenant: int | None = None,
         aliyun: Dialect | None = None,
+        render_document: RenderDocument | None = None,
     ) -> None:
         self.services = services
-        self.jobs = JobsTopics(services, clock)
+        self.jobs = JobsTopics(services, clock, render_document)
         self.streams = StreamTopics(services, read_range)
         self.aliyun = aliyun
         self.default_tenant = default_tenant

@@ -9,7 +9,7 @@ to the requesting client even when it never subscribed, as AWS does).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +38,17 @@ class Outgoing:
     to_requester: bool = True  # a response: deliver to the client that asked
 
 
+RenderDocument = Callable[[Job, Device, str | None], Awaitable[str | None]]
+
+
 class JobsTopics:
-    def __init__(self, services: Services, clock: Clock) -> None:
+    def __init__(
+        self, services: Services, clock: Clock, render: RenderDocument | None = None
+    ) -> None:
         self.services = services
         self.clock = clock
-        self._documents: dict[int, tuple[str, str | None]] = {}
+        self.render = render
+        self._jobs: dict[int, Job] = {}
 
     # -- requests -------------------------------------------------------------------
 
@@ -206,11 +212,13 @@ class JobsTopics:
         )
 
     async def document(self, job_id: int, device: Device) -> str | None:
-        """The job document as this device receives it."""
-        if job_id not in self._documents:
-            job: Job = await self.services.jobs.get_job_by_id(job_id)
-            self._documents[job_id] = (job.ref, job.document)
-        return self._documents[job_id][1]
+        """The job document as this device receives it (presigned URLs are its own)."""
+        if job_id not in self._jobs:
+            self._jobs[job_id] = await self.services.jobs.get_job_by_id(job_id)
+        job = self._jobs[job_id]
+        if self.render is None:
+            return job.document
+        return await self.render(job, device, job.document)
 
     def _accepted(self, topic: str, body: dict[str, Any], token: Any) -> Outgoing:
         body = {**body, "timestamp": view.epoch(self.clock.now())}

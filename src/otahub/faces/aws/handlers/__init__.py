@@ -23,6 +23,7 @@ def all_handlers() -> dict[tuple[str, str], Handler]:
         endpoint,
         jobs,
         jobs_data,
+        ota,
         signer,
         streams,
         things,

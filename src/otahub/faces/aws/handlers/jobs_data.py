@@ -27,7 +27,10 @@ async def get_pending(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _execution(ctx: AwsContext, device: Any, ex: Any, include: bool) -> dict[str, Any]:
-    document = (await ctx.services.jobs.get_job_by_id(ex.job_id)).document
+    job_row = await ctx.services.jobs.get_job_by_id(ex.job_id)
+    document = job_row.document
+    if ctx.deps.render_document is not None:
+        document = await ctx.deps.render_document(job_row, device, document)
     return view.execution_data(
         ex,
         device.name,

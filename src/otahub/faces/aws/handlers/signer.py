@@ -153,5 +153,3 @@ async def list_jobs(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
     if p.get("status"):
         found = [j for j in found if j.status == p["status"]]
     return {"jobs": [{**_job_out(ctx, j), "isRevoked": False} for j in found]}
-
-

@@ -20,6 +20,7 @@ from otahub.core.services.objects import ObjectService
 from otahub.core.services.signing import SigningService
 from otahub.faces.aws.wire import codec, model, sigv4
 from otahub.faces.aws.wire.errors import AwsError, from_core
+from otahub.gateway.aws.jobs_mqtt import RenderDocument
 
 log = logging.getLogger("otahub.faces.aws")
 MAX_BODY = 1024 * 1024
@@ -34,6 +35,7 @@ class AwsDeps:
     downloads: PresignVerifier | None
     http_base: str  # where devices reach otahub's HTTP port
     endpoints: Mapping[str, str]  # endpoint type -> host name, for DescribeEndpoint
+    render_document: RenderDocument | None = None  # the document as one device gets it
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,60 @@
+"""Job documents as a device receives them: `${aws:iot:s3-presigned-url:<url>}`
+placeholders become download URLs of otahub, signed for that device."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, unquote, urlencode, urlsplit
+
+from otahub.blobs.presign import PresignVerifier
+from otahub.core.entities import Device, Job
+from otahub.core.errors import NotFound
+from otahub.core.services.objects import ObjectService
+
+PLACEHOLDER = re.compile(r"\$\{aws:iot:s3-presigned-url:(https?://[^}]+)\}")
+DEFAULT_EXPIRES_S = 3600
+
+
+def s3_location(url: str) -> tuple[str, str]:
+    """(bucket, key) of an S3 URL, path-style or virtual-hosted."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    path = unquote(parts.path).lstrip("/")
+    if ".s3." in host or host.endswith(".s3.amazonaws.com"):
+        return host.split(".s3", 1)[0], path
+    bucket, _, key = path.partition("/")
+    return bucket, key
+
+
+class DocumentRenderer:
+    def __init__(
+        self, objects: ObjectService, downloads: PresignVerifier | None, http_base: str
+    ) -> None:
+        self.objects = objects
+        self.downloads = downloads
+        self.http_base = http_base.rstrip("/")
+
+    async def __call__(self, job: Job, device: Device, document: str | None) -> str | None:
+        if not document or "${aws:iot:s3-presigned-url:" not in document:
+            return document
+        expires = int(
+            (job.data.get("presignedUrlConfig") or {}).get("expiresInSec") or DEFAULT_EXPIRES_S
+        )
+        out, pos = [], 0
+        for m in PLACEHOLDER.finditer(document):
+            out.append(document[pos : m.start()])
+            out.append(await self._url(job, device, m.group(1), expires))
+            pos = m.end()
+        out.append(document[pos:])
+        return "".join(out)
+
+    async def _url(self, job: Job, device: Device, s3_url: str, expires: int) -> str:
+        bucket, key = s3_location(s3_url)
+        try:
+            obj = await self.objects.get(job.tenant_id, bucket, key)
+        except NotFound:
+            return s3_url  # nothing of ours to sign: leave the URL as the operator wrote it
+        if obj.blob_key is None or self.downloads is None:
+            return s3_url
+        params = self.downloads.sign(obj.blob_key, device_id=str(device.id), expires_in=expires)
+        return f"{self.http_base}/dl/{quote(obj.blob_key)}?{urlencode(params)}"

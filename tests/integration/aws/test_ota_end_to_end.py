@@ -1,0 +1,190 @@
+"""create_ota_update end to end: boto3 sets it up; reference devices take it over
+Mosquitto (an MQTT stream in CBOR, and HTTP with a resumed download), verify the
+signature and report; a second update whose device fails is aborted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import boto3
+import httpx
+import pytest
+
+from otahub.agent.aws import AwsAgent, AwsAgentConfig
+from otahub.blobs.fs import FilesystemBlobStore
+from otahub.core.clock import SystemClock
+from otahub.core.services import Services
+from otahub.core.services.objects import ObjectService
+from otahub.core.services.signing import SigningService
+from otahub.store.db import Database
+from tests.conftest import need_service
+from tests.integration.aws.conftest import KEY, SECRET
+from tests.integration.server import ServerProcess
+
+pytestmark = pytest.mark.mosquitto
+ROLE = "arn:aws:iam::123456789012:role/ota"
+FIRMWARE = os.urandom(200_000)
+
+
+@pytest.fixture(scope="module")
+def mqtt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    need_service("Mosquitto", "127.0.0.1", 1883)
+    data = Path(tmp_path_factory.mktemp("ota-server"))
+    proc = ServerProcess(data, env={"OTAHUB_ACCESS_KEY_ID": KEY,
+                                    "OTAHUB_SECRET_ACCESS_KEY": SECRET},
+                         args=["--broker-url", "mqtt://127.0.0.1:1883"]).start()
+    yield proc
+    proc.stop()
+
+
+def clients(server: ServerProcess) -> dict[str, Any]:
+    kw = dict(endpoint_url=server.url, region_name="eu-west-1", aws_access_key_id=KEY,
+              aws_secret_access_key=SECRET)
+    return {s: boto3.client(s, **kw) for s in ("iot", "s3", "signer")}
+
+
+async def signer_certificate(server: ServerProcess, profile: str) -> str:
+    """The code-signing certificate a real device would have been provisioned with."""
+    db = Database(f"sqlite:///{server.data_dir / 'otahub.db'}")
+    try:
+        svc = Services.build(db, SystemClock())
+        creds = json.loads((server.data_dir / "credentials.json").read_text())
+        tenant = await svc.accounts.tenant(creds["account_id"])
+        signing = SigningService(svc.ctx, ObjectService(svc.ctx, FilesystemBlobStore(
+            server.data_dir / "blobs")))
+        return (await signing.get_profile(tenant.id, profile)).material.certificate_pem
+    finally:
+        await db.dispose()
+
+
+async def run_device(thing: str, workdir: Path, cert: str | None, **cfg: Any) -> Any:
+    async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"{thing}-dev") as mqtt, \
+            httpx.AsyncClient() as http:
+        agent = AwsAgent(mqtt, AwsAgentConfig(thing=thing, workdir=workdir,
+                                              trusted_certificate=cert, **cfg), http)
+        await agent.start()
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # the engine releases within a tick or two
+                outcome = await agent.process_next()
+                if outcome is not None:
+                    return outcome, agent
+                await asyncio.sleep(0.3)
+            raise AssertionError(f"{thing} got no job")
+        finally:
+            await agent.stop()
+
+
+def wait_for(fn: Any, timeout: float = 15) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+async def test_ota_update_reaches_devices_over_mqtt_and_http(
+    mqtt_server: ServerProcess, tmp_path: Path
+) -> None:
+    c = clients(mqtt_server)
+    iot, s3, signer = c["iot"], c["s3"], c["signer"]
+    tag = uuid.uuid4().hex[:6]
+    things = [f"ota-{tag}-mqtt", f"ota-{tag}-http"]
+    group = f"fleet-{tag}"
+    iot.create_thing_group(thingGroupName=group)
+    for t in things:
+        iot.create_thing(thingName=t)
+        iot.add_thing_to_thing_group(thingGroupName=group, thingName=t)
+    bucket = f"firmware-{tag}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    version = s3.put_object(Bucket=bucket, Key="fw-2.0.bin", Body=FIRMWARE)["VersionId"]
+    profile = f"fw_{tag}"
+    signer.put_signing_profile(profileName=profile, platformId="AmazonFreeRTOS-Default",
+                               signingMaterial={"certificateArn": "arn:aws:acm:x"},
+                               signingParameters={"certname": "/certs/signer.pem"})
+    group_arn = iot.describe_thing_group(thingGroupName=group)["thingGroupArn"]
+    ota_id = f"upd{tag}"
+    resp = iot.create_ota_update(
+        otaUpdateId=ota_id, targets=[group_arn], protocols=["MQTT", "HTTP"],
+        targetSelection="SNAPSHOT", roleArn=ROLE,
+        awsJobExecutionsRolloutConfig={"maximumPerMinute": 100},
+        awsJobAbortConfig={"abortCriteriaList": [{"failureType": "FAILED", "action": "CANCEL",
+                                                  "thresholdPercentage": 90,
+                                                  "minNumberOfExecutedThings": 5}]},
+        files=[{"fileName": "/fw.bin", "fileVersion": "2.0", "fileLocation": {
+            "s3Location": {"bucket": bucket, "key": "fw-2.0.bin", "version": version}},
+            "codeSigning": {"startSigningJobParameter": {
+                "signingProfileName": profile,
+                "destination": {"s3Destination": {"bucket": bucket, "prefix": "signed/"}}}}}],
+    )
+    assert resp["otaUpdateStatus"] == "CREATE_PENDING" and "awsIotJobId" not in resp
+    info = iot.get_ota_update(otaUpdateId=ota_id)["otaUpdateInfo"]
+    assert info["otaUpdateStatus"] == "CREATE_COMPLETE", info.get("errorInfo")
+    job_id = info["awsIotJobId"]
+    assert job_id == f"AFR_OTA-{ota_id}"
+    doc = json.loads(iot.get_job_document(jobId=job_id)["document"])["afr_ota"]
+    assert doc["streamname"].startswith("AFR_OTA-") and doc["protocols"] == ["MQTT", "HTTP"]
+    assert doc["files"][0]["certfile"] == "/certs/signer.pem"
+    assert doc["files"][0]["update_data_url"].startswith("${aws:iot:s3-presigned-url:")
+
+    cert = await signer_certificate(mqtt_server, profile)
+    (m_out, m_agent), (h_out, h_agent) = await asyncio.gather(
+        run_device(things[0], tmp_path / "m", cert, prefer=("MQTT",)),
+        run_device(things[1], tmp_path / "h", cert, prefer=("HTTP",),
+                   interrupt_http_after=50_000),
+    )
+    assert (m_out.status, h_out.status) == ("SUCCEEDED", "SUCCEEDED"), (m_out, h_out)
+    assert m_agent.slots.image("b").read_bytes() == FIRMWARE
+    assert h_agent.slots.image("b").read_bytes() == FIRMWARE
+    summaries = iot.list_job_executions_for_job(jobId=job_id)["executionSummaries"]
+    assert sorted(s["jobExecutionSummary"]["status"] for s in summaries) == ["SUCCEEDED"] * 2
+    assert wait_for(lambda: iot.describe_job(jobId=job_id)["job"]["status"] == "COMPLETED")
+
+
+async def test_failing_update_is_aborted(mqtt_server: ServerProcess, tmp_path: Path) -> None:
+    c = clients(mqtt_server)
+    iot, s3 = c["iot"], c["s3"]
+    tag = uuid.uuid4().hex[:6]
+    things = [f"bad-{tag}-{i}" for i in range(3)]
+    for t in things:
+        iot.create_thing(thingName=t)
+    bucket = f"fw-bad-{tag}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="fw.bin", Body=FIRMWARE)
+    ota_id = f"bad{tag}"
+    arns = [iot.describe_thing(thingName=t)["thingArn"] for t in things]
+    iot.create_ota_update(
+        otaUpdateId=ota_id, targets=arns, protocols=["MQTT"], roleArn=ROLE,
+        awsJobAbortConfig={"abortCriteriaList": [{"failureType": "FAILED", "action": "CANCEL",
+                                                  "thresholdPercentage": 50,
+                                                  "minNumberOfExecutedThings": 1}]},
+        files=[{"fileName": "/fw.bin",
+                "fileLocation": {"s3Location": {"bucket": bucket, "key": "fw.bin"}}}],
+    )
+    job_id = iot.get_ota_update(otaUpdateId=ota_id)["otaUpdateInfo"]["awsIotJobId"]
+    outcome, _ = await run_device(things[0], tmp_path / "bad", cert=None,
+                                  self_test=lambda p: False)
+    assert (outcome.status, outcome.reason) == ("FAILED", "self-test failed; rolled back")
+    job = wait_for(lambda: (j := iot.describe_job(jobId=job_id)["job"])["status"] == "CANCELED"
+                   and j)
+    assert job and job["reasonCode"] == "ABORTED_FAILED"
+    statuses = sorted(s["jobExecutionSummary"]["status"] for s in
+                      iot.list_job_executions_for_job(jobId=job_id)["executionSummaries"])
+    assert statuses == ["CANCELED", "CANCELED", "FAILED"]
+    missing = iot.create_ota_update(
+        otaUpdateId=f"miss{tag}", targets=arns, roleArn=ROLE,
+        files=[{"fileLocation": {"s3Location": {"bucket": bucket, "key": "nope"}}}])
+    assert missing["otaUpdateStatus"] == "CREATE_PENDING"
+    failed = iot.get_ota_update(otaUpdateId=f"miss{tag}")["otaUpdateInfo"]
+    assert failed["otaUpdateStatus"] == "CREATE_FAILED"
+    assert failed["errorInfo"]["code"] == "ResourceNotFoundException"
