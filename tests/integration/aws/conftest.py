@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.conftest import need_service
 from tests.integration.server import ServerProcess
 
 KEY, SECRET = "AKIDOTAHUBTEST", "otahub-test-secret"
@@ -48,3 +50,29 @@ def s3(server: ServerProcess) -> Any:
 @pytest.fixture(scope="module")
 def signer(server: ServerProcess) -> Any:
     return client(server, "signer")
+
+
+@pytest.fixture(scope="module")
+def mqtt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server that reaches devices through the real Mosquitto."""
+    need_service("Mosquitto", "127.0.0.1", 1883)
+    data = Path(tmp_path_factory.mktemp("mqtt-server"))
+    proc = ServerProcess(data, env={"OTAHUB_ACCESS_KEY_ID": KEY,
+                                    "OTAHUB_SECRET_ACCESS_KEY": SECRET},
+                         args=["--broker-url", "mqtt://127.0.0.1:1883"]).start()
+    yield proc
+    proc.stop()
+
+
+def clients(server: ServerProcess) -> dict[str, Any]:
+    return {s: client(server, s) for s in ("iot", "s3", "signer", "iot-jobs-data")}
+
+
+def wait_for(fn: Any, timeout: float = 15) -> Any:
+    """Poll `fn` until it returns something true (the engine ticks once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)

@@ -9,12 +9,10 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import boto3
 import httpx
 import pytest
 
@@ -25,30 +23,12 @@ from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
 from otahub.core.services.signing import SigningService
 from otahub.store.db import Database
-from tests.conftest import need_service
-from tests.integration.aws.conftest import KEY, SECRET
+from tests.integration.aws.conftest import clients, wait_for
 from tests.integration.server import ServerProcess
 
 pytestmark = pytest.mark.mosquitto
 ROLE = "arn:aws:iam::123456789012:role/ota"
 FIRMWARE = os.urandom(200_000)
-
-
-@pytest.fixture(scope="module")
-def mqtt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    need_service("Mosquitto", "127.0.0.1", 1883)
-    data = Path(tmp_path_factory.mktemp("ota-server"))
-    proc = ServerProcess(data, env={"OTAHUB_ACCESS_KEY_ID": KEY,
-                                    "OTAHUB_SECRET_ACCESS_KEY": SECRET},
-                         args=["--broker-url", "mqtt://127.0.0.1:1883"]).start()
-    yield proc
-    proc.stop()
-
-
-def clients(server: ServerProcess) -> dict[str, Any]:
-    kw = dict(endpoint_url=server.url, region_name="eu-west-1", aws_access_key_id=KEY,
-              aws_secret_access_key=SECRET)
-    return {s: boto3.client(s, **kw) for s in ("iot", "s3", "signer")}
 
 
 async def signer_certificate(server: ServerProcess, profile: str) -> str:
@@ -81,15 +61,6 @@ async def run_device(thing: str, workdir: Path, cert: str | None, **cfg: Any) ->
             raise AssertionError(f"{thing} got no job")
         finally:
             await agent.stop()
-
-
-def wait_for(fn: Any, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 async def test_ota_update_reaches_devices_over_mqtt_and_http(
