@@ -124,3 +124,21 @@ def test_errors_in_aws_shape(iot: Any, server: ServerProcess) -> None:
     with pytest.raises(ClientError) as unknown:
         stranger.list_things()
     assert unknown.value.response["Error"]["Code"] == "UnrecognizedClientException"
+
+
+def test_tags(iot: Any) -> None:
+    g = name("tagged")
+    arn = iot.create_thing_group(thingGroupName=g)["thingGroupArn"]
+    iot.tag_resource(resourceArn=arn, tags=[{"Key": "env", "Value": "prod"},
+                                            {"Key": "team", "Value": "fw"}])
+    iot.untag_resource(resourceArn=arn, tagKeys=["team"])
+    assert iot.list_tags_for_resource(resourceArn=arn)["tags"] == [{"Key": "env",
+                                                                   "Value": "prod"}]
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.tag_resource(resourceArn=arn, tags=[{"Key": "aws:x", "Value": "y"}])
+    with pytest.raises(iot.exceptions.LimitExceededException):
+        iot.tag_resource(resourceArn=arn, tags=[{"Key": f"k{i}", "Value": "v"}
+                                                for i in range(60)])
+    thing_arn = iot.create_thing(thingName=name("t"))["thingArn"]
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.tag_resource(resourceArn=thing_arn, tags=[{"Key": "a", "Value": "b"}])

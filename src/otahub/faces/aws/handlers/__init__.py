@@ -26,6 +26,7 @@ def all_handlers() -> dict[tuple[str, str], Handler]:
         ota,
         signer,
         streams,
+        tags,
         things,
     )
 

@@ -23,6 +23,7 @@ from otahub.core.services import JobSpec
 from otahub.core.states import ExecutionStatus, FailureType, JobStatus, TargetSelection
 from otahub.faces.aws.handlers import handles
 from otahub.faces.aws.handlers.common import execution_summary, job, thing
+from otahub.faces.aws.handlers.tags import put_tags
 from otahub.faces.aws.wire.app import AwsContext
 from otahub.gateway.aws.jobs_view import aws_status
 
@@ -138,6 +139,8 @@ async def create_job(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
         data={k: p[k] for k in ECHOED if k in p} | {"tags": p.get("tags") or []},
     )
     created = await ctx.services.jobs.create_job(ctx.tenant_id, spec)
+    if p.get("tags"):
+        await put_tags(ctx, ctx.arn(f"job/{created.ref}"), p["tags"])
     return {
         "jobArn": ctx.arn(f"job/{created.ref}"),
         "jobId": created.ref,
