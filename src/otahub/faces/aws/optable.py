@@ -13,12 +13,13 @@ import botocore.loaders
 import botocore.model
 
 from otahub.faces.aws.handlers import all_handlers
+from otahub.faces.aws.s3 import OPERATIONS as S3_OPERATIONS
 
 SERVICES = ("iot", "iot-jobs-data", "signer", "s3")
 
 
 def table() -> str:
-    implemented = set(all_handlers())
+    implemented = set(all_handlers()) | {("s3", op) for op in S3_OPERATIONS}
     loader = botocore.loaders.Loader()
     lines = [
         "# AWS operations in otahub",

@@ -26,6 +26,26 @@ from otahub.faces.aws.wire.errors import AwsError
 
 log = logging.getLogger("otahub.faces.s3")
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+# What this endpoint answers, by the operation names of botocore's s3 model.
+OPERATIONS = frozenset(
+    {
+        "ListBuckets",
+        "CreateBucket",
+        "HeadBucket",
+        "DeleteBucket",
+        "PutBucketVersioning",
+        "GetBucketVersioning",
+        "ListObjectsV2",
+        "PutObject",
+        "GetObject",
+        "HeadObject",
+        "DeleteObject",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "CompleteMultipartUpload",
+        "AbortMultipartUpload",
+    }
+)
 STATUS = {
     "NoSuchBucket": 404,
     "NoSuchKey": 404,
