@@ -56,10 +56,19 @@ class FaceRouter:
         return None
 
 
+async def ca_pem(request: Request) -> Response:
+    """The CA devices trust to reach the broker over TLS (it signs their certificates)."""
+    runtime: Runtime = request.app.state.runtime
+    if runtime.ca is None:
+        return Response("no certificate authority\n", status_code=404)
+    return Response(runtime.ca.pem, media_type="application/x-pem-file")
+
+
 def build_app(runtime: Runtime) -> ASGIApp:
     inner = Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/ca.pem", ca_pem),
             Mount("/dl", app=make_download_app(runtime.blobs, runtime.downloads)),
         ]
     )

@@ -25,6 +25,8 @@ from otahub.faces.aws.s3 import S3App
 from otahub.faces.aws.wire.app import AwsApp, AwsDeps
 from otahub.gateway.aws.documents import DocumentRenderer
 from otahub.gateway.bridge import DeviceBridge
+from otahub.gateway.embedded.pki import CertificateAuthority
+from otahub.gateway.embedded.transport import EmbeddedTransport
 from otahub.gateway.external import ExternalBroker
 from otahub.store.db import Database
 from otahub.store.leases import Lease
@@ -50,6 +52,8 @@ class Runtime:
         self.faces: dict[str, ASGIApp] = {}
         self.bridge: DeviceBridge | None = None
         self.external: ExternalBroker | None = None
+        self.embedded: EmbeddedTransport | None = None
+        self.ca: CertificateAuthority | None = None
         self.lease = Lease(self.db, AWS_TOPICS_LEASE)
         self.outbox = OutboxPublisher(self.db, self.clock, self._deliver)
         self.credentials: RootCredentials | None = None
@@ -81,6 +85,7 @@ class Runtime:
             self.credentials.account_id,
         )
         tenant = await self.services.accounts.tenant(self.credentials.account_id)
+        self.ca = CertificateAuthority(self.settings.data_dir / "ca")
         self.faces["aws"] = AwsApp(
             self.services,
             self.clock,
@@ -92,6 +97,7 @@ class Runtime:
                 self.settings.http_base,
                 self._endpoints(),
                 self.render_document,
+                self.ca.issue_device,
             ),
             s3=S3App(self.services, self.objects, self.clock),
         )
@@ -114,6 +120,19 @@ class Runtime:
                 asyncio.create_task(self.lease.run(self._stop), name="lease"),
                 asyncio.create_task(self.external.run(self._stop), name="broker"),
             ]
+        else:
+            self.embedded = EmbeddedTransport(
+                self.services,
+                self.bridge,
+                tenant_id=tenant.id,
+                host=self.settings.host,
+                port=self.settings.mqtt_port,
+                tls_port=self.settings.mqtts_port,
+                ca=self.ca,
+                service_password=self.service_password,
+                tls_names=[self.settings.public_host] if self.settings.public_host else [],
+            )
+            await self.embedded.start()
         self._tasks.append(
             asyncio.create_task(self.outbox.run(self._stop, ready=self._can_deliver), name="outbox")
         )
@@ -128,6 +147,8 @@ class Runtime:
                 await asyncio.wait_for(task, 10)
             except TimeoutError:
                 task.cancel()
+        if self.embedded is not None:
+            await self.embedded.stop()
         await self.db.dispose()
         log.info("runtime stopped")
 
@@ -138,13 +159,23 @@ class Runtime:
             for kind in ("iot:Data", "iot:Data-ATS", "iot:Jobs", "iot:CredentialProvider")
         }
 
+    @property
+    def transport(self) -> ExternalBroker | EmbeddedTransport | None:
+        return self.external or self.embedded
+
+    @property
+    def service_password(self) -> str:
+        """The password of otahub's own MQTT identity (user `otahub`)."""
+        assert self.credentials is not None
+        return derive_secret(self.credentials.secret_access_key, "mqtt-service").hex()
+
     def _can_deliver(self) -> bool:
-        return self.external is not None and self.external.is_connected()
+        return self.transport is not None and self.transport.is_connected()
 
     async def _deliver(self, batch: Sequence[Notification]) -> None:
-        if self.external is None:
+        if self.transport is None:
             raise RuntimeError("no device transport")
-        await self.external.sink(batch)
+        await self.transport.sink(batch)
 
     async def _read_range(self, blob_key: str, start: int, length: int) -> bytes:
         return b"".join([c async for c in self.blobs.open_range(blob_key, start, start + length)])

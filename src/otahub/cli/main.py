@@ -133,7 +133,15 @@ def _banner(settings: Settings, runtime: object) -> None:
     lines = [
         f"otahub {__version__} is ready",
         f"  HTTP       {settings.http_base}   (AWS iot, iot-jobs-data, signer, s3; Alibaba RPC)",
-        f"  MQTT       {settings.broker_url or f'mqtt://{host}:{settings.mqtt_port}'}",
+        *(
+            [f"  MQTT       {settings.broker_url}   (external broker)"]
+            if settings.broker_url
+            else [
+                f"  MQTT       mqtt://{host}:{settings.mqtt_port}   (embedded broker)",
+                f"  MQTTS      mqtts://{host}:{settings.mqtts_port}   "
+                f"(device certificates; CA at {settings.http_base}/ca.pem)",
+            ]
+        ),
         f"  database   {runtime.db.engine.url.render_as_string(hide_password=True)}",
         f"  data dir   {settings.data_dir.resolve()}",
         f"  account    {creds.account_id}",

@@ -16,6 +16,22 @@ def _cert_id(arn: str) -> str:
     return arn.split(":cert/", 1)[1]
 
 
+@handles("iot", "CreateKeysAndCertificate")
+async def create_keys_and_certificate(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
+    if ctx.deps.issue_certificate is None:
+        raise InvalidRequest("otahub has no certificate authority configured")
+    issued = ctx.deps.issue_certificate()
+    cert = await ctx.services.certificates.register(
+        ctx.tenant_id, issued.certificate_pem, active=bool(p.get("setAsActive"))
+    )
+    return {
+        "certificateArn": ctx.arn(f"cert/{cert.id}"),
+        "certificateId": cert.id,
+        "certificatePem": issued.certificate_pem,
+        "keyPair": {"PublicKey": issued.public_key_pem, "PrivateKey": issued.private_key_pem},
+    }
+
+
 @handles("iot", "RegisterCertificate")
 async def register_certificate(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
     active = p.get("setAsActive") or p.get("status") == "ACTIVE"

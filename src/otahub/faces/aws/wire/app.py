@@ -21,6 +21,7 @@ from otahub.core.services.signing import SigningService
 from otahub.faces.aws.wire import codec, model, sigv4
 from otahub.faces.aws.wire.errors import AwsError, from_core
 from otahub.gateway.aws.jobs_mqtt import RenderDocument
+from otahub.gateway.embedded.pki import IssuedCertificate
 
 log = logging.getLogger("otahub.faces.aws")
 MAX_BODY = 1024 * 1024
@@ -36,6 +37,7 @@ class AwsDeps:
     http_base: str  # where devices reach otahub's HTTP port
     endpoints: Mapping[str, str]  # endpoint type -> host name, for DescribeEndpoint
     render_document: RenderDocument | None = None  # the document as one device gets it
+    issue_certificate: Callable[[], IssuedCertificate] | None = None  # otahub's device CA
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,129 @@
+"""The embedded broker as otahub's device transport: logins checked against the
+registry, device messages to the bridge, answers back to the asking client, outbox
+notifications out, presence into the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from otahub.core.entities import Device
+from otahub.core.outbox import Notification
+from otahub.core.services import Services
+from otahub.gateway.bridge import DeviceBridge
+from otahub.gateway.embedded.broker import EmbeddedBroker, fingerprint
+from otahub.gateway.embedded.identity import (
+    Identity,
+    aliyun_password_ok,
+    parse_aliyun_login,
+)
+from otahub.gateway.embedded.pki import CertificateAuthority
+
+log = logging.getLogger("otahub.gateway.embedded")
+SERVICE_USER = "otahub"
+
+
+class EmbeddedTransport:
+    def __init__(
+        self,
+        services: Services,
+        bridge: DeviceBridge,
+        *,
+        tenant_id: int,
+        host: str,
+        port: int,
+        tls_port: int | None,
+        ca: CertificateAuthority | None,
+        service_password: str,
+        tls_names: Sequence[str] = (),
+    ) -> None:
+        self.services = services
+        self.bridge = bridge
+        self.tenant_id = tenant_id
+        self.service_password = service_password
+        tls = None
+        if ca is not None and tls_port:
+            cert, key = ca.server_files(list(tls_names))
+            tls = {"certfile": str(cert), "keyfile": str(key), "cafile": str(ca.path)}
+        self.broker = EmbeddedBroker(
+            host=host,
+            port=port,
+            tls=tls,
+            tls_port=tls_port,
+            authenticate=self._authenticate,
+            on_message=self._on_message,
+            on_presence=self._on_presence,
+        )
+
+    async def start(self) -> None:
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+    def is_connected(self) -> bool:
+        return self.broker.is_running()
+
+    async def _authenticate(
+        self, client_id: str, username: str | None, password: str | None, peer_der: bytes | None
+    ) -> Identity | None:
+        if peer_der:
+            device = await self.services.certificates.device_for(fingerprint(peer_der), client_id)
+            if device is None or not device.is_aws_thing:
+                return None
+            return Identity("aws", device.id, thing=device.name)
+        if username == SERVICE_USER and password == self.service_password:
+            return Identity("service")
+        login = parse_aliyun_login(client_id, username)
+        if login is None or not password:
+            return None
+        found = await self.services.registry.find_device(
+            self.tenant_id, login.device_name, login.product_key
+        )
+        if (
+            found is None
+            or not found.secret
+            or not aliyun_password_ok(login, found.secret, password)
+        ):
+            return None
+        return Identity(
+            "aliyun", found.id, product_key=login.product_key, device_name=login.device_name
+        )
+
+    async def _device(self, identity: Identity) -> Device | None:
+        if identity.device_id is None:
+            return None
+        found = await self.services.registry.get_devices([identity.device_id])
+        return found[0] if found else None
+
+    async def _on_message(
+        self, identity: Identity, client_id: str, topic: str, payload: bytes
+    ) -> None:
+        device = await self._device(identity)
+        if device is None:
+            return
+        for out in await self.bridge.on_message(device, topic, payload):
+            if out.to_requester:
+                await self.broker.send_to(client_id, out.topic, out.payload)
+            else:
+                await self.broker.publish(out.topic, out.payload)
+
+    async def _on_presence(self, identity: Identity, connected: bool) -> None:
+        if identity.device_id is not None:
+            await self.services.registry.set_connected(identity.device_id, connected)
+
+    async def sink(self, batch: Sequence[Notification]) -> None:
+        for _, out in await self.bridge.render(batch):
+            await self.broker.publish(out.topic, out.payload)
+
+
+async def wait_until_listening(port: int, host: str = "127.0.0.1", seconds: float = 5) -> None:
+    async with asyncio.timeout(seconds):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(host, port)
+                writer.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
