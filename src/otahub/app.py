@@ -64,11 +64,25 @@ async def ca_pem(request: Request) -> Response:
     return Response(runtime.ca.pem, media_type="application/x-pem-file")
 
 
+async def broker_auth(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    assert runtime.hooks is not None
+    return await runtime.hooks.auth(request)
+
+
+async def broker_acl(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    assert runtime.hooks is not None
+    return await runtime.hooks.acl(request)
+
+
 def build_app(runtime: Runtime) -> ASGIApp:
     inner = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/ca.pem", ca_pem),
+            Route("/mqtt/auth", broker_auth, methods=["POST"]),
+            Route("/mqtt/acl", broker_acl, methods=["POST"]),
             Mount("/dl", app=make_download_app(runtime.blobs, runtime.downloads)),
         ]
     )

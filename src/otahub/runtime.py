@@ -28,6 +28,7 @@ from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.embedded.pki import CertificateAuthority
 from otahub.gateway.embedded.transport import EmbeddedTransport
 from otahub.gateway.external import ExternalBroker
+from otahub.gateway.hooks import BrokerHooks
 from otahub.store.db import Database
 from otahub.store.leases import Lease
 from otahub.store.migrate import migrate
@@ -54,6 +55,7 @@ class Runtime:
         self.external: ExternalBroker | None = None
         self.embedded: EmbeddedTransport | None = None
         self.ca: CertificateAuthority | None = None
+        self.hooks: BrokerHooks | None = None
         self.lease = Lease(self.db, AWS_TOPICS_LEASE)
         self.outbox = OutboxPublisher(self.db, self.clock, self._deliver)
         self.credentials: RootCredentials | None = None
@@ -86,6 +88,7 @@ class Runtime:
         )
         tenant = await self.services.accounts.tenant(self.credentials.account_id)
         self.ca = CertificateAuthority(self.settings.data_dir / "ca")
+        self.hooks = BrokerHooks(self.services, tenant.id, self.service_password)
         self.faces["aws"] = AwsApp(
             self.services,
             self.clock,

@@ -196,3 +196,31 @@ def test_awsiotsdk_over_mutual_tls(server: ServerProcess, iot: Any, tmp_path: Pa
     finally:
         conn.disconnect().result(10)
     assert ssl  # the TLS stack the listener uses is the standard one
+
+
+def test_http_hooks_for_external_brokers(server: ServerProcess, iot: Any,
+                                         tmp_path: Path) -> None:
+    pk, dn, secret = f"a1{uuid.uuid4().hex[:9]}", "hookdev", "hook-secret"
+    asyncio.run(aliyun_device(server, pk, dn, secret))
+    client_id, user, password = linkkit_login(pk, dn, secret)
+
+    def post(path: str, body: dict[str, Any]) -> str:
+        out: str = httpx.post(f"{server.url}{path}", json=body).json()["result"]
+        return out
+
+    login = {"clientid": client_id, "username": user}
+    assert post("/mqtt/auth", {**login, "password": password}) == "allow"
+    assert post("/mqtt/auth", {**login, "password": "0" * 40}) == "deny"
+    assert post("/mqtt/acl", {**login, "topic": f"/ota/device/inform/{pk}/{dn}",
+                              "action": "publish"}) == "allow"
+    assert post("/mqtt/acl", {**login, "topic": f"/ota/device/inform/{pk}/x",
+                              "action": "publish"}) == "deny"
+    thing = f"hk-{uuid.uuid4().hex[:6]}"
+    f = device_files(server, iot, thing, tmp_path)
+    cert = Path(f["cert"]).read_text()
+    assert post("/mqtt/auth", {"clientid": thing, "cert_pem": cert}) == "allow"
+    assert post("/mqtt/auth", {"clientid": thing}) == "deny"
+    assert post("/mqtt/acl", {"clientid": thing, "topic": f"$aws/things/{thing}/jobs/get",
+                              "action": "publish"}) == "allow"
+    assert post("/mqtt/acl", {"clientid": thing, "topic": "$aws/things/other/jobs/get",
+                              "action": "publish"}) == "deny"
