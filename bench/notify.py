@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -33,6 +34,7 @@ from otahub.core.outbox import OutboxPublisher
 from otahub.core.services import JobSpec, Services
 from otahub.gateway.aws.jobs_mqtt import Outgoing
 from otahub.gateway.bridge import DeviceBridge
+from otahub.gateway.embedded.transport import SERVICE_USER, EmbeddedTransport
 from otahub.gateway.external import IN_FLIGHT, ExternalBroker
 from otahub.store.db import Database
 from otahub.store.migrate import migrate
@@ -42,10 +44,23 @@ async def no_blobs(key: str, start: int, length: int) -> bytes:
     raise AssertionError
 
 
-async def count_arrivals(host: str, port: int, topic: str, n: int, ready: asyncio.Event,
-                         done: asyncio.Event, stamps: list[float]) -> None:
-    async with aiomqtt.Client(host, port, identifier=f"bench-sub-{uuid.uuid4().hex[:6]}",
-                              max_queued_incoming_messages=0) as sub:
+async def count_arrivals(
+    host: str,
+    port: int,
+    topic: str,
+    n: int,
+    ready: asyncio.Event,
+    done: asyncio.Event,
+    stamps: list[float],
+    login: dict[str, Any],
+) -> None:
+    async with aiomqtt.Client(
+        host,
+        port,
+        identifier=f"bench-sub-{uuid.uuid4().hex[:6]}",
+        max_queued_incoming_messages=0,
+        **login,
+    ) as sub:
         await sub.subscribe(topic, qos=1)
         ready.set()
         got = 0
@@ -84,8 +99,11 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", type=int, default=20_000)
     ap.add_argument("--broker", default=None)
+    ap.add_argument("--embedded", action="store_true", help="otahub's embedded broker")
     args = ap.parse_args()
-    if args.broker is None:
+    if args.embedded:
+        await run(args)
+    elif args.broker is None:
         with private_mosquitto() as url:
             args.broker = url
             await run(args)
@@ -94,8 +112,13 @@ async def main() -> None:
 
 
 async def run(args: argparse.Namespace) -> None:
+    if args.embedded:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            args.broker = f"mqtt://{SERVICE_USER}:bench@127.0.0.1:{s.getsockname()[1]}"
     url = urlsplit(args.broker)
     host, port = url.hostname or "127.0.0.1", url.port or 1883
+    login = {"username": url.username, "password": url.password} if url.username else {}
     n = args.devices
     tag = uuid.uuid4().hex[:6]
 
@@ -126,44 +149,72 @@ async def run(args: argparse.Namespace) -> None:
 
         # Raw publish loop through the broker.
         ready, done, stamps = asyncio.Event(), asyncio.Event(), []
-        sub = asyncio.create_task(count_arrivals(host, port, topic, n, ready, done, stamps))
+        sub = asyncio.create_task(count_arrivals(host, port, topic, n, ready, done, stamps, login))
         await ready.wait()
-        async with aiomqtt.Client(host, port, identifier=f"bench-pub-{tag}",
-                                  max_inflight_messages=IN_FLIGHT) as pub:
+        transport = None
+        if args.embedded:
+            transport = EmbeddedTransport(
+                svc,
+                bridge,
+                tenant_id=tenant.id,
+                host=host,
+                port=port,
+                tls_port=None,
+                ca=None,
+                service_password="bench",
+            )
+            await transport.start()
+        async with aiomqtt.Client(
+            host, port, identifier=f"bench-pub-{tag}", max_inflight_messages=IN_FLIGHT, **login
+        ) as pub:
             pub.pending_calls_threshold = 2 * IN_FLIGHT
             t0 = time.perf_counter()
             for start in range(0, len(raw), IN_FLIGHT):  # the same pipelining as otahub's
-                window = raw[start:start + IN_FLIGHT]
+                window = raw[start : start + IN_FLIGHT]
                 await asyncio.gather(*(pub.publish(m.topic, m.payload, qos=1) for m in window))
             await asyncio.wait_for(done.wait(), 300)
         raw_s = stamps[0] - t0
         await sub
 
-        # otahub: drain the outbox through the external-broker client.
-        ext = ExternalBroker(args.broker, bridge, client_id=f"bench-otahub-{tag}",
-                             share_group=f"b{tag}")
+        # otahub: drain the outbox through the broker client, or in-process into the
+        # embedded broker.
         stop = asyncio.Event()
-        runner = asyncio.create_task(ext.run(stop))
-        await asyncio.wait_for(ext.connected.wait(), 10)
+        runner = None
+        sink: Any
+        if transport is not None:
+            sink = transport.sink
+        else:
+            ext = ExternalBroker(
+                args.broker, bridge, client_id=f"bench-otahub-{tag}", share_group=f"b{tag}"
+            )
+            runner = asyncio.create_task(ext.run(stop))
+            await asyncio.wait_for(ext.connected.wait(), 10)
+            sink = ext.sink
         ready, done, stamps = asyncio.Event(), asyncio.Event(), []
-        sub = asyncio.create_task(count_arrivals(host, port, topic, n, ready, done, stamps))
+        sub = asyncio.create_task(count_arrivals(host, port, topic, n, ready, done, stamps, login))
         await ready.wait()
         t0 = time.perf_counter()
-        await OutboxPublisher(db, svc.ctx.clock, ext.sink, batch=5000).drain()
+        await OutboxPublisher(db, svc.ctx.clock, sink, batch=5000).drain()
         await asyncio.wait_for(done.wait(), 300)
         ours_s = stamps[0] - t0
         await sub
         stop.set()
-        await runner
+        if runner is not None:
+            await runner
+        if transport is not None:
+            await transport.stop()
         await db.dispose()
 
     print()
-    print(f"{n:,} notify-next messages to subscribed devices through {args.broker} (QoS 1)")
+    where = "otahub's embedded broker" if args.embedded else args.broker
+    print(f"{n:,} notify-next messages to subscribed devices through {where} (QoS 1)")
     print(f"{'raw publish loop':<28}{raw_s:>8.2f}s{n / raw_s:>12,.0f} msg/s")
     print(f"{'otahub outbox -> broker':<28}{ours_s:>8.2f}s{n / ours_s:>12,.0f} msg/s")
     print(f"{'ratio (otahub / raw)':<28}{raw_s / ours_s:>9.2f}x   (target >= 0.7x)")
-    print(f"both send notify and notify-next to each device: {2 * n:,} messages; the clock "
-          "stops when the last notify-next arrives")
+    print(
+        f"both send notify and notify-next to each device: {2 * n:,} messages; the clock "
+        "stops when the last notify-next arrives"
+    )
 
 
 if __name__ == "__main__":
