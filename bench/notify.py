@@ -147,10 +147,6 @@ async def run(args: argparse.Namespace) -> None:
             raw += await bridge.jobs.notifications(dev, ["released"], pending[dev.id])
         topic = "$aws/things/+/jobs/notify-next"
 
-        # Raw publish loop through the broker.
-        ready, done, stamps = asyncio.Event(), asyncio.Event(), []
-        sub = asyncio.create_task(count_arrivals(host, port, topic, n, ready, done, stamps, login))
-        await ready.wait()
         transport = None
         if args.embedded:
             transport = EmbeddedTransport(
@@ -164,6 +160,11 @@ async def run(args: argparse.Namespace) -> None:
                 service_password="bench",
             )
             await transport.start()
+
+        # Raw publish loop through the broker.
+        ready, done, stamps = asyncio.Event(), asyncio.Event(), []
+        sub = asyncio.create_task(count_arrivals(host, port, topic, n, ready, done, stamps, login))
+        await ready.wait()
         async with aiomqtt.Client(
             host, port, identifier=f"bench-pub-{tag}", max_inflight_messages=IN_FLIGHT, **login
         ) as pub:
