@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
+from urllib.parse import unquote, urlsplit
 
 from starlette.types import ASGIApp
 
@@ -168,7 +169,12 @@ class Runtime:
 
     @property
     def service_password(self) -> str:
-        """The password of otahub's own MQTT identity (user `otahub`)."""
+        """The password of otahub's own MQTT identity (user `otahub`): the one in
+        `--broker-url` when it names one, so that a broker asking otahub's HTTP hooks
+        lets otahub itself in; otherwise derived from the root secret."""
+        given = urlsplit(self.settings.broker_url).password if self.settings.broker_url else None
+        if given:
+            return unquote(given)
         assert self.credentials is not None
         return derive_secret(self.credentials.secret_access_key, "mqtt-service").hex()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -124,6 +125,14 @@ async def _serve(settings: Settings) -> None:
         await runtime.stop()
 
 
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 def _banner(settings: Settings, runtime: object) -> None:
     from otahub.runtime import Runtime
 
@@ -134,7 +143,7 @@ def _banner(settings: Settings, runtime: object) -> None:
         f"otahub {__version__} is ready",
         f"  HTTP       {settings.http_base}   (AWS iot, iot-jobs-data, signer, s3; Alibaba RPC)",
         *(
-            [f"  MQTT       {settings.broker_url}   (external broker)"]
+            [f"  MQTT       {_without_password(settings.broker_url)}   (external broker)"]
             if settings.broker_url
             else [
                 f"  MQTT       mqtt://{host}:{settings.mqtt_port}   (embedded broker)",
