@@ -34,8 +34,9 @@ from otahub.core.outbox import OutboxPublisher
 from otahub.core.services import JobSpec, Services
 from otahub.gateway.aws.jobs_mqtt import Outgoing
 from otahub.gateway.bridge import DeviceBridge
-from otahub.gateway.embedded.transport import SERVICE_USER, EmbeddedTransport
+from otahub.gateway.embedded.transport import EmbeddedTransport
 from otahub.gateway.external import IN_FLIGHT, ExternalBroker
+from otahub.gateway.logins import SERVICE_USER
 from otahub.store.db import Database
 from otahub.store.migrate import migrate
 

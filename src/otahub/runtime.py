@@ -30,6 +30,7 @@ from otahub.gateway.embedded.pki import CertificateAuthority
 from otahub.gateway.embedded.transport import EmbeddedTransport
 from otahub.gateway.external import ExternalBroker
 from otahub.gateway.hooks import BrokerHooks
+from otahub.gateway.logins import DeviceLogins
 from otahub.store.db import Database
 from otahub.store.leases import Lease
 from otahub.store.migrate import migrate
@@ -89,7 +90,7 @@ class Runtime:
         )
         tenant = await self.services.accounts.tenant(self.credentials.account_id)
         self.ca = CertificateAuthority(self.settings.data_dir / "ca")
-        self.hooks = BrokerHooks(self.services, tenant.id, self.service_password)
+        self.hooks = BrokerHooks(DeviceLogins(self.services, tenant.id, self.service_password))
         self.faces["aws"] = AwsApp(
             self.services,
             self.clock,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -211,7 +210,3 @@ class EmbeddedBroker:
     async def send_to(self, client_id: str, topic: str, payload: bytes, qos: int = 1) -> bool:
         assert self.broker is not None
         return await self.broker.send_to(client_id, topic, payload, qos)
-
-
-def fingerprint(der: bytes) -> str:
-    return hashlib.sha256(der).hexdigest()
