@@ -83,7 +83,10 @@ def build_app(runtime: Runtime) -> ASGIApp:
             Route("/ca.pem", ca_pem),
             Route("/mqtt/auth", broker_auth, methods=["POST"]),
             Route("/mqtt/acl", broker_acl, methods=["POST"]),
-            Mount("/dl", app=make_download_app(runtime.blobs, runtime.downloads)),
+            Mount(
+                "/dl",
+                app=make_download_app(runtime.blobs, runtime.downloads, redirect_to_store=True),
+            ),
         ]
     )
     inner.state.runtime = runtime

@@ -54,7 +54,14 @@ class DocumentRenderer:
             obj = await self.objects.get(job.tenant_id, bucket, key)
         except NotFound:
             return s3_url  # nothing of ours to sign: leave the URL as the operator wrote it
-        if obj.blob_key is None or self.downloads is None:
+        if obj.blob_key is None:
+            return s3_url
+        # An S3-compatible store serves devices itself, so downloads at scale never
+        # pass through otahub.
+        direct = self.objects.blobs.presigned_get_url(obj.blob_key, expires)
+        if direct is not None:
+            return direct
+        if self.downloads is None:
             return s3_url
         params = self.downloads.sign(obj.blob_key, device_id=str(device.id), expires_in=expires)
         return f"{self.http_base}/dl/{quote(obj.blob_key)}?{urlencode(params)}"
