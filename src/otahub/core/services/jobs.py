@@ -170,6 +170,33 @@ class JobService:
             rows = await conn.execute(q.order_by(jobs.c.id).limit(limit))
             return [row_to(Job, r) for r in rows]
 
+    async def page_jobs(
+        self,
+        tenant_id: int,
+        *,
+        package_id: int | None = None,
+        device_id: int | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[Job], int]:
+        """A page of the tenant's jobs, newest first (of a package; that have an
+        execution on a device), and the total."""
+        cond = [jobs.c.tenant_id == tenant_id]
+        if package_id is not None:
+            cond.append(jobs.c.package_id == package_id)
+        if device_id is not None:
+            cond.append(
+                jobs.c.id.in_(
+                    select(executions.c.job_id).where(executions.c.device_id == device_id)
+                )
+            )
+        async with self.ctx.db.read() as conn:
+            total = (await conn.execute(select(func.count()).where(*cond))).scalar_one()
+            rows = await conn.execute(
+                select(jobs).where(*cond).order_by(jobs.c.id.desc()).offset(offset).limit(limit)
+            )
+            return [row_to(Job, r) for r in rows], int(total)
+
     async def counts(self, job_id: int) -> dict[ExecutionStatus, int]:
         """Executions of the job per status (latest execution of each device)."""
         async with self.ctx.db.read() as conn:
@@ -183,6 +210,7 @@ class JobService:
         policies: JobPolicies | None = None,
         description: str | None = None,
         data: Mapping[str, Any] | None = None,
+        selector: sel.Selector | None = None,
     ) -> Job:
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as conn:
@@ -195,6 +223,8 @@ class JobService:
                 values["description"] = description
             if data is not None:
                 values["data"] = {**job.data, **data}
+            if selector is not None:
+                values["selector"] = sel.to_json(selector)
             await conn.execute(update(jobs).where(jobs.c.id == job.id).values(**values))
             return await load_job(conn, job.id)
 
