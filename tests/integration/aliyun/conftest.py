@@ -21,12 +21,25 @@ KEY, SECRET = "LTAIotahubAliyunTest", "otahub-aliyun-test-secret"
 REGION = "cn-shanghai"
 
 
+def start_server(data: Path, rate_limits: str | None) -> ServerProcess:
+    env = {"OTAHUB_ACCESS_KEY_ID": KEY, "OTAHUB_SECRET_ACCESS_KEY": SECRET}
+    if rate_limits is not None:
+        env["OTAHUB_ALIYUN_RATE_LIMITS"] = rate_limits
+    return ServerProcess(data, env=env).start()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    data = tmp_path_factory.mktemp("aliyun-server")
-    proc = ServerProcess(
-        Path(data), env={"OTAHUB_ACCESS_KEY_ID": KEY, "OTAHUB_SECRET_ACCESS_KEY": SECRET}
-    ).start()
+    """Without Alibaba's per-second limits, so tests may call as fast as they like;
+    `limited_server` has them."""
+    proc = start_server(Path(tmp_path_factory.mktemp("aliyun-server")), "off")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = start_server(Path(tmp_path_factory.mktemp("aliyun-limited")), None)
     yield proc
     proc.stop()
 
