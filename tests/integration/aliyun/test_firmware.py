@@ -61,34 +61,77 @@ def test_firmware_sign_and_size_filled_in_and_checked(client: AcsClient) -> None
     pk = product(client)
     content = b"\x7fELF" + b"x" * 5000
     url = upload(client, content)
-    fid = ok(client, "CreateOTAFirmware", ProductKey=pk, FirmwareName=unique("fw"),
-             DestVersion="1.1.0", FirmwareUrl=url, NeedToVerify=False)["Data"]["FirmwareId"]
+    fid = ok(
+        client,
+        "CreateOTAFirmware",
+        ProductKey=pk,
+        FirmwareName=unique("fw"),
+        DestVersion="1.1.0",
+        FirmwareUrl=url,
+        NeedToVerify=False,
+    )["Data"]["FirmwareId"]
     info = ok(client, "QueryOTAFirmware", FirmwareId=fid)["FirmwareInfo"]
     assert info["FirmwareSign"] == hashlib.md5(content).hexdigest()
     assert info["FirmwareSize"] == len(content)
     assert info["Status"] == -1
 
     common = dict(ProductKey=pk, DestVersion="1.2.0", FirmwareUrl=url)
-    refused(client, "CreateOTAFirmware", "iot.ota.InvalidFirmwareSign",
-            FirmwareName=unique("fw"), FirmwareSign="0" * 32, **common)
-    refused(client, "CreateOTAFirmware", "iot.ota.InvalidFirmwareSign",
-            FirmwareName=unique("fw"), FirmwareSize=3, **common)
-    refused(client, "CreateOTAFirmware", "iot.ota.FirmwareUrlInvalid", FirmwareName=unique("fw"),
-            ProductKey=pk, DestVersion="1.2.0", FirmwareUrl=url + "-missing")
-    refused(client, "CreateOTAFirmware", "iot.prod.NotExistedProduct", FirmwareName=unique("fw"),
-            ProductKey="a1nosuchprod", DestVersion="1.2.0", FirmwareUrl=url)
-    refused(client, "CreateOTAFirmware", "iot.ota.InvalidSrcVersion", FirmwareName=unique("fw"),
-            Type=1, SrcVersion="1.2.0", **common)
+    refused(
+        client,
+        "CreateOTAFirmware",
+        "iot.ota.InvalidFirmwareSign",
+        FirmwareName=unique("fw"),
+        FirmwareSign="0" * 32,
+        **common,
+    )
+    refused(
+        client,
+        "CreateOTAFirmware",
+        "iot.ota.InvalidFirmwareSign",
+        FirmwareName=unique("fw"),
+        FirmwareSize=3,
+        **common,
+    )
+    refused(
+        client,
+        "CreateOTAFirmware",
+        "iot.ota.FirmwareUrlInvalid",
+        FirmwareName=unique("fw"),
+        ProductKey=pk,
+        DestVersion="1.2.0",
+        FirmwareUrl=url + "-missing",
+    )
+    refused(
+        client,
+        "CreateOTAFirmware",
+        "iot.prod.NotExistedProduct",
+        FirmwareName=unique("fw"),
+        ProductKey="a1nosuchprod",
+        DestVersion="1.2.0",
+        FirmwareUrl=url,
+    )
+    refused(
+        client,
+        "CreateOTAFirmware",
+        "iot.ota.InvalidSrcVersion",
+        FirmwareName=unique("fw"),
+        Type=1,
+        SrcVersion="1.2.0",
+        **common,
+    )
     name = unique("fw")
     ok(client, "CreateOTAFirmware", FirmwareName=name, **common)
-    refused(client, "CreateOTAFirmware", "iot.ota.FirmwareNameExists", FirmwareName=name,
-            **common)
+    refused(client, "CreateOTAFirmware", "iot.ota.FirmwareNameExists", FirmwareName=name, **common)
 
 
 def test_upload_refusals_are_oss_xml(client: AcsClient) -> None:
     data = ok(client, "GenerateOTAUploadURL")["Data"]
-    form = {"key": data["Key"], "policy": data["Policy"],
-            "OSSAccessKeyId": data["OSSAccessKeyId"], "signature": "AAAA" + data["Signature"]}
+    form = {
+        "key": data["Key"],
+        "policy": data["Policy"],
+        "OSSAccessKeyId": data["OSSAccessKeyId"],
+        "signature": "AAAA" + data["Signature"],
+    }
     bad = httpx.post(data["Host"], data=form, files={"file": ("fw.bin", b"x")})
     assert bad.status_code == 403
     assert "<Code>SignatureDoesNotMatch</Code>" in bad.text
@@ -98,13 +141,17 @@ def test_upload_refusals_are_oss_xml(client: AcsClient) -> None:
     assert denied.status_code == 403
     assert "<Code>AccessDenied</Code>" in denied.text
 
-    no_file = httpx.post(data["Host"], data={**form, "signature": data["Signature"]},
-                         files={"other": ("a", b"b")})
+    no_file = httpx.post(
+        data["Host"], data={**form, "signature": data["Signature"]}, files={"other": ("a", b"b")}
+    )
     assert no_file.status_code == 400
     assert "<Code>MalformedPOSTRequest</Code>" in no_file.text
 
-    default_status = httpx.post(data["Host"], data={**form, "signature": data["Signature"]},
-                                files={"file": ("fw.bin", b"x")})
+    default_status = httpx.post(
+        data["Host"],
+        data={**form, "signature": data["Signature"]},
+        files={"file": ("fw.bin", b"x")},
+    )
     assert default_status.status_code == 204
 
 
@@ -115,15 +162,27 @@ def test_multi_file_firmware(client: AcsClient) -> None:
         {"Name": "app", "Url": upload(client, a), "SignValue": hashlib.md5(a).hexdigest()},
         {"Name": "res", "Url": upload(client, b)},
     ]
-    fid = ok(client, "CreateOTAFirmware", ProductKey=pk, FirmwareName=unique("fw"),
-             DestVersion="3.0", MultiFiless=files)["Data"]["FirmwareId"]
+    fid = ok(
+        client,
+        "CreateOTAFirmware",
+        ProductKey=pk,
+        FirmwareName=unique("fw"),
+        DestVersion="3.0",
+        MultiFiless=files,
+    )["Data"]["FirmwareId"]
     info = ok(client, "QueryOTAFirmware", FirmwareId=fid)["FirmwareInfo"]
     assert [f["Name"] for f in info["MultiFiles"]] == ["app", "res"]
     assert [f["Size"] for f in info["MultiFiles"]] == [len(a), len(b)]
     assert info["MultiFiles"][1]["FileMd5"] == hashlib.md5(b).hexdigest()
     assert info["FirmwareUrl"] is None
-    refused(client, "CreateOTAFirmware", "iot.ota.InvalidFirmwareFiles", ProductKey=pk,
-            FirmwareName=unique("fw"), DestVersion="3.1")
+    refused(
+        client,
+        "CreateOTAFirmware",
+        "iot.ota.InvalidFirmwareFiles",
+        ProductKey=pk,
+        FirmwareName=unique("fw"),
+        DestVersion="3.1",
+    )
 
 
 def test_list_modify_delete_firmware(client: AcsClient) -> None:
@@ -133,21 +192,34 @@ def test_list_modify_delete_firmware(client: AcsClient) -> None:
     listed = ok(client, "ListOTAFirmware", ProductKey=pk, CurrentPage=1, PageSize=10)
     assert listed["Total"] == 2
     assert [f["FirmwareId"] for f in listed["FirmwareInfo"]["SimpleFirmwareInfo"]] == [
-        second, first
+        second,
+        first,
     ]
-    by_version = ok(client, "ListOTAFirmware", ProductKey=pk, DestVersion="1.0.1",
-                    CurrentPage=1, PageSize=10)
+    by_version = ok(
+        client, "ListOTAFirmware", ProductKey=pk, DestVersion="1.0.1", CurrentPage=1, PageSize=10
+    )
     assert [f["FirmwareId"] for f in by_version["FirmwareInfo"]["SimpleFirmwareInfo"]] == [first]
-    refused(client, "ListOTAFirmware", "iot.common.InvalidPageParams", CurrentPage=1,
-            PageSize=101)
+    refused(client, "ListOTAFirmware", "iot.common.InvalidPageParams", CurrentPage=1, PageSize=101)
 
     new_name = unique("renamed")
-    ok(client, "ModifyOTAFirmware", FirmwareId=first, ProductKey=pk, FirmwareName=new_name,
-       FirmwareDesc="fixed")
+    ok(
+        client,
+        "ModifyOTAFirmware",
+        FirmwareId=first,
+        ProductKey=pk,
+        FirmwareName=new_name,
+        FirmwareDesc="fixed",
+    )
     info = ok(client, "QueryOTAFirmware", FirmwareId=first)["FirmwareInfo"]
     assert (info["FirmwareName"], info["FirmwareDesc"]) == (new_name, "fixed")
-    refused(client, "ModifyOTAFirmware", "iot.ota.ProductKeyMismatch", FirmwareId=first,
-            ProductKey=product(client), FirmwareDesc="x")
+    refused(
+        client,
+        "ModifyOTAFirmware",
+        "iot.ota.ProductKeyMismatch",
+        FirmwareId=first,
+        ProductKey=product(client),
+        FirmwareDesc="x",
+    )
 
     ok(client, "DeleteOTAFirmware", FirmwareId=first)
     refused(client, "QueryOTAFirmware", "iot.ota.FirmwareNotFound", FirmwareId=first)
@@ -157,29 +229,52 @@ def test_list_modify_delete_firmware(client: AcsClient) -> None:
 def test_modules(client: AcsClient) -> None:
     pk = product(client)
     ok(client, "CreateOTAModule", ProductKey=pk, ModuleName="MCU", AliasName="mcu", Desc="main")
-    refused(client, "CreateOTAModule", "iot.ota.ModuleAlreadyExists", ProductKey=pk,
-            ModuleName="mcu")
-    refused(client, "CreateOTAModule", "iot.ota.DefaultModuleImmutable", ProductKey=pk,
-            ModuleName="default")
+    refused(
+        client, "CreateOTAModule", "iot.ota.ModuleAlreadyExists", ProductKey=pk, ModuleName="mcu"
+    )
+    refused(
+        client,
+        "CreateOTAModule",
+        "iot.ota.DefaultModuleImmutable",
+        ProductKey=pk,
+        ModuleName="default",
+    )
     ok(client, "UpdateOTAModule", ProductKey=pk, ModuleName="MCU", AliasName="mcu2", Desc="d")
     listed = ok(client, "ListOTAModuleByProduct", ProductKey=pk)["Data"]
-    assert [(m["ModuleName"], m["AliasName"], m["Desc"]) for m in listed] == [
-        ("MCU", "mcu2", "d")
-    ]
+    assert [(m["ModuleName"], m["AliasName"], m["Desc"]) for m in listed] == [("MCU", "mcu2", "d")]
     fid = firmware(client, pk, ModuleName="MCU")
     assert ok(client, "QueryOTAFirmware", FirmwareId=fid)["FirmwareInfo"]["ModuleName"] == "MCU"
     refused(client, "DeleteOTAModule", "iot.ota.ModuleInUse", ProductKey=pk, ModuleName="MCU")
-    refused(client, "CreateOTAFirmware", "iot.ota.ModuleNotFound", ProductKey=pk,
-            FirmwareName=unique("fw"), DestVersion="1.0", ModuleName="WIFI",
-            FirmwareUrl=upload(client, b"w"))
+    refused(
+        client,
+        "CreateOTAFirmware",
+        "iot.ota.ModuleNotFound",
+        ProductKey=pk,
+        FirmwareName=unique("fw"),
+        DestVersion="1.0",
+        ModuleName="WIFI",
+        FirmwareUrl=upload(client, b"w"),
+    )
     ok(client, "DeleteOTAFirmware", FirmwareId=fid)
     ok(client, "DeleteOTAModule", ProductKey=pk, ModuleName="MCU")
     assert ok(client, "ListOTAModuleByProduct", ProductKey=pk)["Data"] == []
-    refused(client, "UpdateOTAModule", "iot.ota.ModuleNotFound", ProductKey=pk, ModuleName="MCU",
-            Desc="x")
+    refused(
+        client,
+        "UpdateOTAModule",
+        "iot.ota.ModuleNotFound",
+        ProductKey=pk,
+        ModuleName="MCU",
+        Desc="x",
+    )
 
     dev = unique("mdev-")
     ok(client, "RegisterDevice", ProductKey=pk, DeviceName=dev)
-    versions = ok(client, "ListOTAModuleVersionsByDevice", ProductKey=pk, DeviceName=dev,
-                  CurrentPage=1, PageSize=10)
+    versions = ok(
+        client,
+        "ListOTAModuleVersionsByDevice",
+        ProductKey=pk,
+        DeviceName=dev,
+        CurrentPage=1,
+        PageSize=10,
+    )
     assert versions["Data"]["SimpleOTAModuleInfo"] == [] and versions["Total"] == 0

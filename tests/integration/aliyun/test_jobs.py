@@ -48,9 +48,17 @@ def test_verify_job_tasks_confirm_cancel_and_reupgrade(client: AcsClient) -> Non
     assert _firmware_status(client, fid) == 0
 
     tags = [{"Key": "region", "Value": "north"}, {"Key": "batch.no", "Value": "7"}]
-    job_id = ok(client, "CreateOTAVerifyJob", FirmwareId=fid, ProductKey=pk,
-                TargetDeviceNames=names, TimeoutInMinutes=30, NeedConfirm=True,
-                NeedPush=False, Tags=tags)["Data"]["JobId"]
+    job_id = ok(
+        client,
+        "CreateOTAVerifyJob",
+        FirmwareId=fid,
+        ProductKey=pk,
+        TargetDeviceNames=names,
+        TimeoutInMinutes=30,
+        NeedConfirm=True,
+        NeedPush=False,
+        Tags=tags,
+    )["Data"]["JobId"]
     assert _firmware_status(client, fid) == 2
 
     job = ok(client, "QueryOTAJob", JobId=job_id)["Data"]
@@ -69,12 +77,30 @@ def test_verify_job_tasks_confirm_cancel_and_reupgrade(client: AcsClient) -> Non
     by_name = {t["DeviceName"]: t for t in listed}
 
     # Verify twice is refused; so is any batch job before the firmware is verified.
-    refused(client, "CreateOTAVerifyJob", "iot.ota.FirmwareVerifyStatusError", FirmwareId=fid,
-            ProductKey=pk, TargetDeviceNames=[unique("x-")])
-    refused(client, "CreateOTAStaticUpgradeJob", "iot.ota.FirmwareVerifyStatusError",
-            FirmwareId=fid, ProductKey=pk, TargetSelection="ALL")
-    refused(client, "CreateOTADynamicUpgradeJob", "iot.ota.FirmwareVerifyStatusError",
-            FirmwareId=fid, ProductKey=pk, SrcVersions=["1.0.0"])
+    refused(
+        client,
+        "CreateOTAVerifyJob",
+        "iot.ota.FirmwareVerifyStatusError",
+        FirmwareId=fid,
+        ProductKey=pk,
+        TargetDeviceNames=[unique("x-")],
+    )
+    refused(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        "iot.ota.FirmwareVerifyStatusError",
+        FirmwareId=fid,
+        ProductKey=pk,
+        TargetSelection="ALL",
+    )
+    refused(
+        client,
+        "CreateOTADynamicUpgradeJob",
+        "iot.ota.FirmwareVerifyStatusError",
+        FirmwareId=fid,
+        ProductKey=pk,
+        SrcVersions=["1.0.0"],
+    )
 
     confirm = [by_name[names[0]]["TaskId"], by_name[names[1]]["TaskId"]]
     ok(client, "ConfirmOTATask", TaskIds=confirm)
@@ -88,24 +114,41 @@ def test_verify_job_tasks_confirm_cancel_and_reupgrade(client: AcsClient) -> Non
     picked = tasks(client, job_id, DeviceNamess=[names[1]])
     assert [t["DeviceName"] for t in picked] == [names[1]]
 
-    unfinished = ok(client, "ListOTAUnfinishedTaskByDevice", ProductKey=pk,
-                    DeviceName=names[0])["Data"]["SimpleOTATaskInfo"]
+    unfinished = ok(client, "ListOTAUnfinishedTaskByDevice", ProductKey=pk, DeviceName=names[0])[
+        "Data"
+    ]["SimpleOTATaskInfo"]
     assert [(t["JobId"], t["TaskStatus"], t["ModuleName"]) for t in unfinished] == [
         (job_id, "QUEUED", "default")
     ]
-    assert ok(client, "ListOTAUnfinishedTaskByDevice", ProductKey=pk, DeviceName=names[0],
-              TaskStatus="CONFIRM")["Data"]["SimpleOTATaskInfo"] == []
+    assert (
+        ok(
+            client,
+            "ListOTAUnfinishedTaskByDevice",
+            ProductKey=pk,
+            DeviceName=names[0],
+            TaskStatus="CONFIRM",
+        )["Data"]["SimpleOTATaskInfo"]
+        == []
+    )
 
     by_fw = ok(client, "ListOTAJobByFirmware", FirmwareId=fid, CurrentPage=1, PageSize=10)
     assert [j["JobId"] for j in by_fw["Data"]["SimpleOTAJobInfo"]] == [job_id]
     assert by_fw["Total"] == 1
-    by_dev = ok(client, "ListOTAJobByDevice", FirmwareId=fid, ProductKey=pk,
-                DeviceName=names[2], CurrentPage=1, PageSize=10)
+    by_dev = ok(
+        client,
+        "ListOTAJobByDevice",
+        FirmwareId=fid,
+        ProductKey=pk,
+        DeviceName=names[2],
+        CurrentPage=1,
+        PageSize=10,
+    )
     assert [j["JobType"] for j in by_dev["Data"]["SimpleOTAJobInfo"]] == ["VERFIY_FIRMWARE"]
 
     refused(client, "CancelOTATaskByJob", "iot.ota.CancelFlagRequired", JobId=job_id)
-    refused(client, "ReupgradeOTATask", "iot.ota.TaskStatusError", JobId=job_id,
-            TaskIds=confirm[:1])
+    refused(
+        client, "ReupgradeOTATask", "iot.ota.TaskStatusError", JobId=job_id, TaskIds=confirm[:1]
+    )
     ok(client, "CancelOTATaskByJob", JobId=job_id, CancelQueuedTask=True)
     statuses = {t["DeviceName"]: t["TaskStatus"] for t in tasks(client, job_id, PageSize=100)}
     # Without CancelUnconfirmedTask, CancelQueuedTask takes the CONFIRM task too.
@@ -122,13 +165,29 @@ def test_verify_job_tasks_confirm_cancel_and_reupgrade(client: AcsClient) -> Non
     assert again[names[0]] == "QUEUED"
     assert ok(client, "QueryOTAJob", JobId=job_id)["Data"]["JobStatus"] == "IN_PROGRESS"
     other = firmware(client, pk, version="2.0.1")
-    refused(client, "ReupgradeOTATask", "iot.ota.TaskNotInJob", JobId=ok(
-        client, "CreateOTAVerifyJob", FirmwareId=other, ProductKey=pk,
-        TargetDeviceNames=[names[2]])["Data"]["JobId"], TaskIds=confirm[:1])
+    refused(
+        client,
+        "ReupgradeOTATask",
+        "iot.ota.TaskNotInJob",
+        JobId=ok(
+            client,
+            "CreateOTAVerifyJob",
+            FirmwareId=other,
+            ProductKey=pk,
+            TargetDeviceNames=[names[2]],
+        )["Data"]["JobId"],
+        TaskIds=confirm[:1],
+    )
 
     # A failed verification may be tried again, on devices without a pending task.
-    refused(client, "CreateOTAVerifyJob", "iot.ota.DeviceInOtherTask", FirmwareId=fid,
-            ProductKey=pk, TargetDeviceNames=[names[0]])
+    refused(
+        client,
+        "CreateOTAVerifyJob",
+        "iot.ota.DeviceInOtherTask",
+        FirmwareId=fid,
+        ProductKey=pk,
+        TargetDeviceNames=[names[0]],
+    )
     ok(client, "CreateOTAVerifyJob", FirmwareId=fid, ProductKey=pk, TargetDeviceNames=[names[1]])
     assert _firmware_status(client, fid) == 2
 
@@ -140,44 +199,99 @@ def test_verify_job_refusals(client: AcsClient) -> None:
     base: dict[str, Any] = {"FirmwareId": fid, "ProductKey": pk}
 
     eleven = [f"dev-{i:04d}" for i in range(11)]
-    refused(client, "CreateOTAVerifyJob", "iot.ota.VerifyDeviceCountExceeded",
-            TargetDeviceNames=eleven, **base)
-    refused(client, "CreateOTAVerifyJob", "iot.ota.DuplicateDevice",
-            TargetDeviceNames=[names[0], names[0]], **base)
-    refused(client, "CreateOTAVerifyJob", "iot.device.NotExistedDevice",
-            TargetDeviceNames=[names[0], "not-registered"], **base)
+    refused(
+        client,
+        "CreateOTAVerifyJob",
+        "iot.ota.VerifyDeviceCountExceeded",
+        TargetDeviceNames=eleven,
+        **base,
+    )
+    refused(
+        client,
+        "CreateOTAVerifyJob",
+        "iot.ota.DuplicateDevice",
+        TargetDeviceNames=[names[0], names[0]],
+        **base,
+    )
+    refused(
+        client,
+        "CreateOTAVerifyJob",
+        "iot.device.NotExistedDevice",
+        TargetDeviceNames=[names[0], "not-registered"],
+        **base,
+    )
     bad_tags = [
         [{"Key": "bad-key", "Value": "v"}],
         [{"Key": "k", "Value": ""}],
         [{"Key": f"k{i}", "Value": "v"} for i in range(11)],
-        [{"Key": "k1", "Value": "v" * 1024}, {"Key": "k2", "Value": "v" * 1024},
-         {"Key": "k3", "Value": "v" * 1024}, {"Key": "k4", "Value": "v" * 1024}],
+        [
+            {"Key": "k1", "Value": "v" * 1024},
+            {"Key": "k2", "Value": "v" * 1024},
+            {"Key": "k3", "Value": "v" * 1024},
+            {"Key": "k4", "Value": "v" * 1024},
+        ],
         [{"Key": "k", "Value": "1"}, {"Key": "k", "Value": "2"}],
     ]
     for tags in bad_tags:
-        refused(client, "CreateOTAVerifyJob", "iot.ota.InvalidTag", TargetDeviceNames=names,
-                Tags=tags, **base)
+        refused(
+            client,
+            "CreateOTAVerifyJob",
+            "iot.ota.InvalidTag",
+            TargetDeviceNames=names,
+            Tags=tags,
+            **base,
+        )
     for timeout in (0, 1441):
         with pytest.raises(ServerException) as raised:
-            call(client, "CreateOTAVerifyJob", TargetDeviceNames=names,
-                 TimeoutInMinutes=timeout, **base)
+            call(
+                client,
+                "CreateOTAVerifyJob",
+                TargetDeviceNames=names,
+                TimeoutInMinutes=timeout,
+                **base,
+            )
         assert raised.value.get_error_code() == "InvalidParameter"
         assert raised.value.get_http_status() == 400
         assert "TimeoutInMinutes" in raised.value.get_error_msg()
-    refused(client, "CreateOTAVerifyJob", "iot.ota.FirmwareNotFound", FirmwareId="nosuchfw",
-            ProductKey=pk, TargetDeviceNames=names)
-    refused(client, "CreateOTAVerifyJob", "iot.ota.ProductKeyMismatch", FirmwareId=fid,
-            ProductKey=product(client), TargetDeviceNames=names)
-    refused(client, "CreateOTAVerifyJob", "iot.prod.NotExistedProduct", FirmwareId=fid,
-            ProductKey="a1nosuchprod", TargetDeviceNames=names)
+    refused(
+        client,
+        "CreateOTAVerifyJob",
+        "iot.ota.FirmwareNotFound",
+        FirmwareId="nosuchfw",
+        ProductKey=pk,
+        TargetDeviceNames=names,
+    )
+    refused(
+        client,
+        "CreateOTAVerifyJob",
+        "iot.ota.ProductKeyMismatch",
+        FirmwareId=fid,
+        ProductKey=product(client),
+        TargetDeviceNames=names,
+    )
+    refused(
+        client,
+        "CreateOTAVerifyJob",
+        "iot.prod.NotExistedProduct",
+        FirmwareId=fid,
+        ProductKey="a1nosuchprod",
+        TargetDeviceNames=names,
+    )
     with pytest.raises(ServerException) as missing:
         call(client, "CreateOTAVerifyJob", FirmwareId=fid, ProductKey=pk)
     assert missing.value.get_error_code() == "MissingTargetDeviceName"
 
     # Nothing above changed the firmware: a good verify job still goes through.
     assert _firmware_status(client, fid) == 0
-    ok(client, "CreateOTAVerifyJob", TargetDeviceNames=names, Tags=[{"Key": "k", "Value": "v"}],
-       TimeoutInMinutes=1440, DownloadProtocol="MQTT", **base)
+    ok(
+        client,
+        "CreateOTAVerifyJob",
+        TargetDeviceNames=names,
+        Tags=[{"Key": "k", "Value": "v"}],
+        TimeoutInMinutes=1440,
+        DownloadProtocol="MQTT",
+        **base,
+    )
 
 
 def test_mqtt_download_needs_one_small_file(client: AcsClient) -> None:
@@ -185,16 +299,43 @@ def test_mqtt_download_needs_one_small_file(client: AcsClient) -> None:
     names = devices(client, pk, 1)
     big = b"\0" * (16 * 1024 * 1024 + 1)
     big_fid = firmware(client, pk, big)
-    refused(client, "CreateOTAVerifyJob", "iot.ota.DownloadProtocolNotSupported",
-            FirmwareId=big_fid, ProductKey=pk, TargetDeviceNames=names, DownloadProtocol="MQTT")
-    ok(client, "CreateOTAVerifyJob", FirmwareId=big_fid, ProductKey=pk, TargetDeviceNames=names,
-       DownloadProtocol="HTTPS")
+    refused(
+        client,
+        "CreateOTAVerifyJob",
+        "iot.ota.DownloadProtocolNotSupported",
+        FirmwareId=big_fid,
+        ProductKey=pk,
+        TargetDeviceNames=names,
+        DownloadProtocol="MQTT",
+    )
+    ok(
+        client,
+        "CreateOTAVerifyJob",
+        FirmwareId=big_fid,
+        ProductKey=pk,
+        TargetDeviceNames=names,
+        DownloadProtocol="HTTPS",
+    )
 
     files = [{"Name": "a", "Url": upload(client, b"a")}, {"Name": "b", "Url": upload(client, b"b")}]
-    multi = ok(client, "CreateOTAFirmware", ProductKey=pk, FirmwareName=unique("fw"),
-               DestVersion="3.0", MultiFiless=files, NeedToVerify=False)["Data"]["FirmwareId"]
-    refused(client, "CreateOTAStaticUpgradeJob", "iot.ota.DownloadProtocolNotSupported",
-            FirmwareId=multi, ProductKey=pk, TargetSelection="ALL", DownloadProtocol="MQTT")
+    multi = ok(
+        client,
+        "CreateOTAFirmware",
+        ProductKey=pk,
+        FirmwareName=unique("fw"),
+        DestVersion="3.0",
+        MultiFiless=files,
+        NeedToVerify=False,
+    )["Data"]["FirmwareId"]
+    refused(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        "iot.ota.DownloadProtocolNotSupported",
+        FirmwareId=multi,
+        ProductKey=pk,
+        TargetSelection="ALL",
+        DownloadProtocol="MQTT",
+    )
 
 
 def test_static_jobs(client: AcsClient) -> None:
@@ -203,33 +344,64 @@ def test_static_jobs(client: AcsClient) -> None:
     fid = firmware(client, pk, need_to_verify=False)
     base: dict[str, Any] = {"FirmwareId": fid, "ProductKey": pk}
 
-    everyone = ok(client, "CreateOTAStaticUpgradeJob", TargetSelection="ALL", NeedPush=False,
-                  MaximumPerMinute=100, **base)["Data"]["JobId"]
+    everyone = ok(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        TargetSelection="ALL",
+        NeedPush=False,
+        MaximumPerMinute=100,
+        **base,
+    )["Data"]["JobId"]
     assert _statuses(client, everyone, 4) == dict.fromkeys(names, "QUEUED")
     job = ok(client, "QueryOTAJob", JobId=everyone)["Data"]
     assert (job["JobType"], job["SelectionType"], job["TargetSelection"]) == (
-        "UPGRADE_FIRMWARE", "STATIC", "ALL"
+        "UPGRADE_FIRMWARE",
+        "STATIC",
+        "ALL",
     )
     assert job["MaximumPerMinute"] == 100
     # Every device has a pending task now: a SPECIFIC job on one of them is refused...
-    refused(client, "CreateOTAStaticUpgradeJob", "iot.ota.DeviceInOtherTask",
-            TargetSelection="SPECIFIC", TargetDeviceNames=names[:1], **base)
+    refused(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        "iot.ota.DeviceInOtherTask",
+        TargetSelection="SPECIFIC",
+        TargetDeviceNames=names[:1],
+        **base,
+    )
     # ... unless it overwrites the pending task.
-    specific = ok(client, "CreateOTAStaticUpgradeJob", TargetSelection="SPECIFIC",
-                  TargetDeviceNames=names[:2], OverwriteMode=2, NeedPush=False,
-                  **base)["Data"]["JobId"]
+    specific = ok(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        TargetSelection="SPECIFIC",
+        TargetDeviceNames=names[:2],
+        OverwriteMode=2,
+        NeedPush=False,
+        **base,
+    )["Data"]["JobId"]
     assert _statuses(client, specific, 2) == dict.fromkeys(names[:2], "QUEUED")
     old = {t["DeviceName"]: t["TaskStatus"] for t in tasks(client, everyone, PageSize=100)}
-    assert old == {names[0]: "CANCELED", names[1]: "CANCELED", names[2]: "QUEUED",
-                   names[3]: "QUEUED"}
+    assert old == {
+        names[0]: "CANCELED",
+        names[1]: "CANCELED",
+        names[2]: "QUEUED",
+        names[3]: "QUEUED",
+    }
 
     ok(client, "CancelOTATaskByDevice", **base, DeviceNames=[names[0]])
     now = {t["DeviceName"]: t["TaskStatus"] for t in tasks(client, specific, PageSize=100)}
     assert now == {names[0]: "CANCELED", names[1]: "QUEUED"}
     ok(client, "CancelOTATaskByJob", JobId=everyone, CancelQueuedTask=True)
 
-    gray = ok(client, "CreateOTAStaticUpgradeJob", TargetSelection="GRAY", GrayPercent="50",
-              NeedPush=False, OverwriteMode=2, **base)["Data"]["JobId"]
+    gray = ok(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        TargetSelection="GRAY",
+        GrayPercent="50",
+        NeedPush=False,
+        OverwriteMode=2,
+        **base,
+    )["Data"]["JobId"]
     assert len(_statuses(client, gray, 2)) == 2
     assert ok(client, "QueryOTAJob", JobId=gray)["Data"]["GrayPercent"] == "50"
 
@@ -242,22 +414,59 @@ def test_static_jobs(client: AcsClient) -> None:
         {"TargetSelection": "GROUP", "SrcVersions": ["1.0"]},
     ]
     for params in invalid:
-        refused(client, "CreateOTAStaticUpgradeJob", "iot.ota.InvalidTargetSelection",
-                **params, **base)
-    refused(client, "CreateOTAStaticUpgradeJob", "iot.ota.InvalidRetryPolicy",
-            TargetSelection="ALL", RetryInterval=10, **base)
-    refused(client, "CreateOTAStaticUpgradeJob", "iot.ota.InvalidRetryPolicy",
-            TargetSelection="ALL", RetryInterval=60, RetryCount=2, TimeoutInMinutes=30, **base)
+        refused(
+            client, "CreateOTAStaticUpgradeJob", "iot.ota.InvalidTargetSelection", **params, **base
+        )
+    refused(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        "iot.ota.InvalidRetryPolicy",
+        TargetSelection="ALL",
+        RetryInterval=10,
+        **base,
+    )
+    refused(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        "iot.ota.InvalidRetryPolicy",
+        TargetSelection="ALL",
+        RetryInterval=60,
+        RetryCount=2,
+        TimeoutInMinutes=30,
+        **base,
+    )
     in_past = int((time.time() - 60) * 1000)
-    refused(client, "CreateOTAStaticUpgradeJob", "iot.ota.InvalidScheduleTime",
-            TargetSelection="ALL", ScheduleTime=in_past, **base)
+    refused(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        "iot.ota.InvalidScheduleTime",
+        TargetSelection="ALL",
+        ScheduleTime=in_past,
+        **base,
+    )
     start = int((time.time() + 600) * 1000)
-    refused(client, "CreateOTAStaticUpgradeJob", "iot.ota.InvalidScheduleTime",
-            TargetSelection="ALL", ScheduleTime=start, ScheduleFinishTime=start + 60_000, **base)
+    refused(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        "iot.ota.InvalidScheduleTime",
+        TargetSelection="ALL",
+        ScheduleTime=start,
+        ScheduleFinishTime=start + 60_000,
+        **base,
+    )
 
-    planned = ok(client, "CreateOTAStaticUpgradeJob", TargetSelection="ALL", ScheduleTime=start,
-                 ScheduleFinishTime=start + 2 * 3600_000, RetryInterval=10, RetryCount=2,
-                 TimeoutInMinutes=60, Tags=[{"Key": "wave", "Value": "1"}], **base)
+    planned = ok(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        TargetSelection="ALL",
+        ScheduleTime=start,
+        ScheduleFinishTime=start + 2 * 3600_000,
+        RetryInterval=10,
+        RetryCount=2,
+        TimeoutInMinutes=60,
+        Tags=[{"Key": "wave", "Value": "1"}],
+        **base,
+    )
     info = ok(client, "QueryOTAJob", JobId=planned["Data"]["JobId"])["Data"]
     assert info["JobStatus"] == "PLANNED"
     assert (info["RetryInterval"], info["RetryCount"], info["TimeoutInMinutes"]) == (10, 2, 60)
@@ -273,28 +482,57 @@ def test_static_job_by_group_and_by_device_list(client: AcsClient) -> None:
     names = devices(client, pk, 3)
     fid = firmware(client, pk, need_to_verify=False)
     group = ok(client, "CreateDeviceGroup", GroupName=unique("grp"))["Data"]["GroupId"]
-    ok(client, "BatchAddDeviceGroupRelations", GroupId=group,
-       Devices=[{"ProductKey": pk, "DeviceName": n} for n in names[:2]])
-    by_group = ok(client, "CreateOTAStaticUpgradeJob", FirmwareId=fid, ProductKey=pk,
-                  TargetSelection="GROUP", GroupId=group, GroupType="LINK_PLATFORM",
-                  NeedPush=False)["Data"]["JobId"]
+    ok(
+        client,
+        "BatchAddDeviceGroupRelations",
+        GroupId=group,
+        Devices=[{"ProductKey": pk, "DeviceName": n} for n in names[:2]],
+    )
+    by_group = ok(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        FirmwareId=fid,
+        ProductKey=pk,
+        TargetSelection="GROUP",
+        GroupId=group,
+        GroupType="LINK_PLATFORM",
+        NeedPush=False,
+    )["Data"]["JobId"]
     assert set(_statuses(client, by_group, 2)) == set(names[:2])
     assert ok(client, "QueryOTAJob", JobId=by_group)["Data"]["GroupId"] == group
-    refused(client, "CreateOTAStaticUpgradeJob", "iot.ota.GroupNotFound", FirmwareId=fid,
-            ProductKey=pk, TargetSelection="GROUP", GroupId="nosuchgroup",
-            GroupType="LINK_PLATFORM")
+    refused(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        "iot.ota.GroupNotFound",
+        FirmwareId=fid,
+        ProductKey=pk,
+        TargetSelection="GROUP",
+        GroupId="nosuchgroup",
+        GroupType="LINK_PLATFORM",
+    )
 
     form = ok(client, "GenerateDeviceNameListURL")["Data"]
     posted = httpx.post(
         form["Host"],
-        data={"key": form["Key"], "policy": form["Policy"], "OSSAccessKeyId": form["AccessKeyId"],
-              "signature": form["Signature"], "success_action_status": "200"},
+        data={
+            "key": form["Key"],
+            "policy": form["Policy"],
+            "OSSAccessKeyId": form["AccessKeyId"],
+            "signature": form["Signature"],
+            "success_action_status": "200",
+        },
         files={"file": ("devices.csv", f"{names[2]}\n".encode())},
     )
     assert posted.status_code == 200
-    by_file = ok(client, "CreateOTAStaticUpgradeJob", FirmwareId=fid, ProductKey=pk,
-                 TargetSelection="SPECIFIC", DnListFileUrl=form["FileUrl"],
-                 NeedPush=False)["Data"]["JobId"]
+    by_file = ok(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        FirmwareId=fid,
+        ProductKey=pk,
+        TargetSelection="SPECIFIC",
+        DnListFileUrl=form["FileUrl"],
+        NeedPush=False,
+    )["Data"]["JobId"]
     assert _statuses(client, by_file, 1) == {names[2]: "QUEUED"}
 
 
@@ -303,37 +541,80 @@ def test_dynamic_jobs(client: AcsClient) -> None:
     fid = firmware(client, pk, need_to_verify=False)
     base: dict[str, Any] = {"FirmwareId": fid, "ProductKey": pk}
     refused(client, "CreateOTADynamicUpgradeJob", "iot.ota.InvalidTargetSelection", **base)
-    job_id = ok(client, "CreateOTADynamicUpgradeJob", SrcVersions=["1.0.0", "1.0.1"],
-                DynamicMode=2, Tags=[{"Key": "a", "Value": "1"}], **base)["Data"]["JobId"]
+    job_id = ok(
+        client,
+        "CreateOTADynamicUpgradeJob",
+        SrcVersions=["1.0.0", "1.0.1"],
+        DynamicMode=2,
+        Tags=[{"Key": "a", "Value": "1"}],
+        **base,
+    )["Data"]["JobId"]
     job = ok(client, "QueryOTAJob", JobId=job_id)["Data"]
     assert (job["SelectionType"], job["TargetSelection"], job["DynamicMode"]) == (
-        "DYNAMIC", "ALL", 2
+        "DYNAMIC",
+        "ALL",
+        2,
     )
     assert job["SrcVersions"]["SrcVersion"] == ["1.0.0", "1.0.1"]
-    refused(client, "CreateOTADynamicUpgradeJob", "iot.ota.DynamicJobExists",
-            SrcVersions=["0.9"], **base)
+    refused(
+        client,
+        "CreateOTADynamicUpgradeJob",
+        "iot.ota.DynamicJobExists",
+        SrcVersions=["0.9"],
+        **base,
+    )
 
-    ok(client, "UpdateOTAJob", JobId=job_id, UpgradeType="DYNAMIC", TargetSelection="ALL",
-       MaximumPerMinute=500, TimeoutInMinutes=90, SrcVersionLists=["0.9"],
-       Tagss=[{"Key": "b", "Value": "2"}])
+    ok(
+        client,
+        "UpdateOTAJob",
+        JobId=job_id,
+        UpgradeType="DYNAMIC",
+        TargetSelection="ALL",
+        MaximumPerMinute=500,
+        TimeoutInMinutes=90,
+        SrcVersionLists=["0.9"],
+        Tagss=[{"Key": "b", "Value": "2"}],
+    )
     job = ok(client, "QueryOTAJob", JobId=job_id)["Data"]
     assert job["MaximumPerMinute"] == 500 and job["TimeoutInMinutes"] == 90
     assert job["SrcVersions"]["SrcVersion"] == ["0.9"]
     assert job["Tags"]["OtaTagDTO"] == [{"Key": "b", "Value": "2"}]
-    ok(client, "UpdateOTAJob", JobId=job_id, UpgradeType="DYNAMIC", TargetSelection="ALL",
-       MaximumPerMinute=500)
+    ok(
+        client,
+        "UpdateOTAJob",
+        JobId=job_id,
+        UpgradeType="DYNAMIC",
+        TargetSelection="ALL",
+        MaximumPerMinute=500,
+    )
     assert ok(client, "QueryOTAJob", JobId=job_id)["Data"]["Tags"]["OtaTagDTO"] == []
-    refused(client, "UpdateOTAJob", "iot.ota.JobTypeError", JobId=job_id, UpgradeType="STATIC",
-            TargetSelection="ALL", MaximumPerMinute=500)
+    refused(
+        client,
+        "UpdateOTAJob",
+        "iot.ota.JobTypeError",
+        JobId=job_id,
+        UpgradeType="STATIC",
+        TargetSelection="ALL",
+        MaximumPerMinute=500,
+    )
     with pytest.raises(ServerException) as raised:
         call(client, "UpdateOTAJob", JobId=job_id, UpgradeType="DYNAMIC", TargetSelection="ALL")
     assert raised.value.get_error_code() == "MissingMaximumPerMinute"
 
-    static = ok(client, "CreateOTAStaticUpgradeJob", TargetSelection="ALL",
-                SrcVersions=["1.0.0"], **base)["Data"]["JobId"]
+    static = ok(
+        client, "CreateOTAStaticUpgradeJob", TargetSelection="ALL", SrcVersions=["1.0.0"], **base
+    )["Data"]["JobId"]
     refused(client, "CancelOTAStrategyByJob", "iot.ota.JobTypeError", JobId=static)
-    refused(client, "UpdateOTAJob", "iot.ota.JobTypeError", JobId=static, UpgradeType="STATIC",
-            TargetSelection="ALL", MaximumPerMinute=100, TimeoutInMinutes=5)
+    refused(
+        client,
+        "UpdateOTAJob",
+        "iot.ota.JobTypeError",
+        JobId=static,
+        UpgradeType="STATIC",
+        TargetSelection="ALL",
+        MaximumPerMinute=100,
+        TimeoutInMinutes=5,
+    )
     ok(client, "CancelOTAStrategyByJob", JobId=job_id)
     assert ok(client, "QueryOTAJob", JobId=job_id)["Data"]["JobStatus"] == "CANCELED"
     refused(client, "CancelOTAStrategyByJob", "iot.ota.JobStatusError", JobId=job_id)
@@ -346,12 +627,33 @@ def test_differential_firmware_targets_its_source_version(client: AcsClient) -> 
     pk = product(client)
     content = b"delta" * 100
     url = upload(client, content)
-    fid = ok(client, "CreateOTAFirmware", ProductKey=pk, FirmwareName=unique("fw"),
-             DestVersion="1.1", SrcVersion="1.0", Type=1, FirmwareUrl=url,
-             FirmwareSign=hashlib.md5(content).hexdigest(), NeedToVerify=False)["Data"]
-    refused(client, "CreateOTAStaticUpgradeJob", "iot.ota.InvalidSrcVersion",
-            FirmwareId=fid["FirmwareId"], ProductKey=pk, TargetSelection="ALL",
-            SrcVersions=["0.9"])
-    ok(client, "CreateOTAStaticUpgradeJob", FirmwareId=fid["FirmwareId"], ProductKey=pk,
-       TargetSelection="ALL", SrcVersions=["1.0"])
+    fid = ok(
+        client,
+        "CreateOTAFirmware",
+        ProductKey=pk,
+        FirmwareName=unique("fw"),
+        DestVersion="1.1",
+        SrcVersion="1.0",
+        Type=1,
+        FirmwareUrl=url,
+        FirmwareSign=hashlib.md5(content).hexdigest(),
+        NeedToVerify=False,
+    )["Data"]
+    refused(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        "iot.ota.InvalidSrcVersion",
+        FirmwareId=fid["FirmwareId"],
+        ProductKey=pk,
+        TargetSelection="ALL",
+        SrcVersions=["0.9"],
+    )
+    ok(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        FirmwareId=fid["FirmwareId"],
+        ProductKey=pk,
+        TargetSelection="ALL",
+        SrcVersions=["1.0"],
+    )
     assert request("QueryOTAFirmware").get_action_name() == "QueryOTAFirmware"

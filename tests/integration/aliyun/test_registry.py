@@ -15,20 +15,27 @@ def test_create_and_query_product(client: AcsClient) -> None:
     assert created["Data"]["ProductSecret"]
     data = ok(client, "QueryProduct", ProductKey=pk)["Data"]
     assert (data["ProductName"], data["NodeType"], data["Description"]) == (name, 0, "meters")
-    refused(client, "CreateProduct", "iot.prod.AlreadyExistedProductName", ProductName=name,
-            NodeType=0)
+    refused(
+        client, "CreateProduct", "iot.prod.AlreadyExistedProductName", ProductName=name, NodeType=0
+    )
     refused(client, "QueryProduct", "iot.prod.NotExistedProduct", ProductKey="a1nosuchprod")
 
 
 def test_register_query_and_delete_device(client: AcsClient) -> None:
     pk = product(client)
-    reg = ok(client, "RegisterDevice", ProductKey=pk, DeviceName="meter-0001",
-             Nickname="kitchen")["Data"]
+    reg = ok(client, "RegisterDevice", ProductKey=pk, DeviceName="meter-0001", Nickname="kitchen")[
+        "Data"
+    ]
     assert reg["DeviceName"] == "meter-0001"
     assert reg["ProductKey"] == pk
     assert len(reg["DeviceSecret"]) == 32
-    refused(client, "RegisterDevice", "iot.device.AlreadyExistedDeviceName", ProductKey=pk,
-            DeviceName="meter-0001")
+    refused(
+        client,
+        "RegisterDevice",
+        "iot.device.AlreadyExistedDeviceName",
+        ProductKey=pk,
+        DeviceName="meter-0001",
+    )
 
     by_id = ok(client, "QueryDeviceDetail", IotId=reg["IotId"])["Data"]
     by_name = ok(client, "QueryDeviceDetail", ProductKey=pk, DeviceName="meter-0001")["Data"]
@@ -42,8 +49,13 @@ def test_register_query_and_delete_device(client: AcsClient) -> None:
 
     ok(client, "DeleteDevice", IotId=reg["IotId"])
     refused(client, "QueryDeviceDetail", "iot.device.NotExistedDevice", IotId=reg["IotId"])
-    refused(client, "RegisterDevice", "iot.prod.NotExistedProduct", ProductKey="a1nosuchprod",
-            DeviceName="meter-0002")
+    refused(
+        client,
+        "RegisterDevice",
+        "iot.prod.NotExistedProduct",
+        ProductKey="a1nosuchprod",
+        DeviceName="meter-0002",
+    )
 
 
 def test_batch_register(client: AcsClient) -> None:
@@ -58,8 +70,13 @@ def test_batch_register(client: AcsClient) -> None:
     infos = page["ApplyDeviceList"]["ApplyDeviceInfo"]
     assert [i["DeviceName"] for i in infos] == names[:2]
     assert all(i["DeviceSecret"] and i["IotId"] for i in infos)
-    refused(client, "QueryBatchRegisterDeviceStatus", "iot.device.DeviceApplyIsNotFound",
-            ProductKey=pk, ApplyId=12345)
+    refused(
+        client,
+        "QueryBatchRegisterDeviceStatus",
+        "iot.device.DeviceApplyIsNotFound",
+        ProductKey=pk,
+        ApplyId=12345,
+    )
 
 
 def test_device_group(client: AcsClient) -> None:
@@ -69,11 +86,13 @@ def test_device_group(client: AcsClient) -> None:
         ok(client, "RegisterDevice", ProductKey=pk, DeviceName=n)
     group = ok(client, "CreateDeviceGroup", GroupName=unique("grp"))["Data"]
     devices = [{"ProductKey": pk, "DeviceName": n} for n in names]
-    added = ok(client, "BatchAddDeviceGroupRelations", GroupId=group["GroupId"],
-               Devices=devices)["Data"]
+    added = ok(client, "BatchAddDeviceGroupRelations", GroupId=group["GroupId"], Devices=devices)[
+        "Data"
+    ]
     assert added["SuccessAddedDeviceCount"] == 2
-    again = ok(client, "BatchAddDeviceGroupRelations", GroupId=group["GroupId"],
-               Devices=devices)["Data"]
+    again = ok(client, "BatchAddDeviceGroupRelations", GroupId=group["GroupId"], Devices=devices)[
+        "Data"
+    ]
     assert again["AlreadyRelatedGroupDeviceCount"] == 2
     info = ok(client, "QueryDeviceGroupInfo", GroupId=group["GroupId"])["Data"]
     assert info["DeviceCount"] == 2
