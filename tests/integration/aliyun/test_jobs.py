@@ -22,7 +22,6 @@ from tests.integration.aliyun.conftest import (
     ok,
     product,
     refused,
-    request,
     tasks,
     unique,
     upload,
@@ -601,9 +600,16 @@ def test_dynamic_jobs(client: AcsClient) -> None:
         call(client, "UpdateOTAJob", JobId=job_id, UpgradeType="DYNAMIC", TargetSelection="ALL")
     assert raised.value.get_error_code() == "MissingMaximumPerMinute"
 
-    static = ok(
-        client, "CreateOTAStaticUpgradeJob", TargetSelection="ALL", SrcVersions=["1.0.0"], **base
-    )["Data"]["JobId"]
+    refused(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        "iot.ota.NoDeviceMatched",
+        TargetSelection="ALL",
+        SrcVersions=["1.0.0"],
+        **base,
+    )
+    devices(client, pk, 1)
+    static = ok(client, "CreateOTAStaticUpgradeJob", TargetSelection="ALL", **base)["Data"]["JobId"]
     refused(client, "CancelOTAStrategyByJob", "iot.ota.JobTypeError", JobId=static)
     refused(
         client,
@@ -648,12 +654,14 @@ def test_differential_firmware_targets_its_source_version(client: AcsClient) -> 
         TargetSelection="ALL",
         SrcVersions=["0.9"],
     )
-    ok(
+    # Only devices on the source version fit; none has reported one.
+    devices(client, pk, 1)
+    refused(
         client,
         "CreateOTAStaticUpgradeJob",
+        "iot.ota.NoDeviceMatched",
         FirmwareId=fid["FirmwareId"],
         ProductKey=pk,
         TargetSelection="ALL",
         SrcVersions=["1.0"],
     )
-    assert request("QueryOTAFirmware").get_action_name() == "QueryOTAFirmware"

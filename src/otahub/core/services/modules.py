@@ -16,7 +16,6 @@ from otahub.core.services.base import ServiceContext
 from otahub.store.tables import modules, packages, products
 
 DEFAULT_MODULE = "default"
-MAX_MODULES_PER_PRODUCT = 100
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,7 @@ class ModuleService:
         *,
         alias: str | None = None,
         description: str | None = None,
+        max_modules: int | None = None,
     ) -> Module:
         if name.lower() == DEFAULT_MODULE:
             raise InvalidRequest("the default module exists already", default_module=True)
@@ -50,7 +50,7 @@ class ModuleService:
             count = (
                 await conn.execute(select(func.count()).where(modules.c.product_id == pid))
             ).scalar_one()
-            if count >= MAX_MODULES_PER_PRODUCT:
+            if max_modules is not None and count >= max_modules:
                 raise LimitExceeded("the product has the maximum number of modules")
             try:
                 await conn.execute(

@@ -113,11 +113,15 @@ class PackageService:
         product_id: int | None = None,
         version: str | None = None,
         name: str | None = None,
+        with_product: bool = False,
         offset: int = 0,
         limit: int = 100,
     ) -> tuple[list[Package], int]:
-        """A page of the tenant's packages, newest first, and how many match in all."""
+        """A page of the tenant's packages, newest first, and how many match in all
+        (`with_product`: only packages that belong to a product)."""
         cond = [packages.c.tenant_id == tenant_id]
+        if with_product:
+            cond.append(packages.c.product_id.is_not(None))
         if product_id is not None:
             cond.append(packages.c.product_id == product_id)
         if version is not None:

@@ -54,9 +54,12 @@ async def device_ref(ctx: AliyunContext, params: dict[str, Any]) -> Device:
 
 async def firmware(ctx: AliyunContext, firmware_id: str) -> Package:
     try:
-        return await ctx.services.packages.get_package(ctx.tenant_id, firmware_id)
+        found = await ctx.services.packages.get_package(ctx.tenant_id, firmware_id)
     except NotFound:
         fail(BusinessCode.FIRMWARE_NOT_FOUND, f"FirmwareId: {firmware_id}")
+    if found.product_id is None:  # another face's package (AWS OTA updates have none)
+        fail(BusinessCode.FIRMWARE_NOT_FOUND, f"FirmwareId: {firmware_id}")
+    return found
 
 
 async def job(ctx: AliyunContext, job_id: str) -> Job:

@@ -89,10 +89,12 @@ async def create_firmware(ctx: AliyunContext, params: dict[str, Any]) -> Mapping
     if bool(url) == bool(multi):
         lookup.fail(BusinessCode.INVALID_FIRMWARE_FILES)
     name = params["FirmwareName"]
-    _, named = await ctx.services.packages.list_packages(ctx.tenant_id, name=name, limit=1)
+    _, named = await ctx.services.packages.list_packages(
+        ctx.tenant_id, name=name, with_product=True, limit=1
+    )
     if named:
         lookup.fail(BusinessCode.FIRMWARE_NAME_EXISTS, f"FirmwareName: {name}")
-    _, count = await ctx.services.packages.list_packages(ctx.tenant_id, limit=1)
+    _, count = await ctx.services.packages.list_packages(ctx.tenant_id, with_product=True, limit=1)
     if count >= MAX_FIRMWARE_PER_ACCOUNT:
         lookup.fail(BusinessCode.FIRMWARE_COUNT_EXCEEDED)
     method = params.get("SignMethod", "MD5")
@@ -219,14 +221,14 @@ async def list_firmware(ctx: AliyunContext, params: dict[str, Any]) -> Mapping[s
         ctx.tenant_id,
         product_id=product_id,
         version=params.get("DestVersion"),
+        with_product=True,
         offset=(page - 1) * size,
         limit=size,
     )
     products = await _products_by_id(ctx)
-    aliyun = [p for p in found if p.product_id in products]
     return {
         "FirmwareInfo": wrap(
-            "SimpleFirmwareInfo", [simple_info(p, products.get(p.product_id or 0)) for p in aliyun]
+            "SimpleFirmwareInfo", [simple_info(p, products.get(p.product_id or 0)) for p in found]
         ),
         **paging(total, size, page),
     }
@@ -240,7 +242,9 @@ async def modify_firmware(ctx: AliyunContext, params: dict[str, Any]) -> None:
         lookup.fail(BusinessCode.PRODUCT_MISMATCH)
     name = params.get("FirmwareName")
     if name and name != p.name:
-        _, named = await ctx.services.packages.list_packages(ctx.tenant_id, name=name, limit=1)
+        _, named = await ctx.services.packages.list_packages(
+            ctx.tenant_id, name=name, with_product=True, limit=1
+        )
         if named:
             lookup.fail(BusinessCode.FIRMWARE_NAME_EXISTS, f"FirmwareName: {name}")
     udi = params.get("FirmwareUdi")

@@ -193,11 +193,19 @@ async def create_static_job(ctx: AliyunContext, params: dict[str, Any]) -> Mappi
         if not group_id or params.get("GroupType") != "LINK_PLATFORM":
             lookup.fail(BusinessCode.INVALID_TARGET, "GROUP needs GroupId and GroupType.")
         g = await group(ctx, group_id)
+        if not await ctx.services.registry.group_member_ids(ctx.tenant_id, g.name, limit=1):
+            lookup.fail(BusinessCode.NO_DEVICE_MATCHED, f"The group {g.name} is empty.")
         spec = replace(spec, group_ids=[g.id], data={**spec.data, "group_name": g.name})
     else:
         if selection == "GRAY" and params.get("GrayPercent") is None:
             lookup.fail(BusinessCode.INVALID_TARGET, "GRAY needs GrayPercent.")
-        spec = replace(spec, selector=jobspec.version_selector(package, srcs))
+        selector = jobspec.version_selector(package, srcs)
+        matching = await ctx.services.registry.list_devices(
+            ctx.tenant_id, product_key=product.key, selector=selector, limit=1
+        )
+        if not matching:
+            lookup.fail(BusinessCode.NO_DEVICE_MATCHED)
+        spec = replace(spec, selector=selector)
     return await _create(ctx, spec)
 
 

@@ -14,6 +14,8 @@ from otahub.faces.aliyun.handlers import handles
 from otahub.faces.aliyun.protocol.codes import BusinessCode
 from otahub.faces.aliyun.protocol.formats import paging, utc_minute, wrap
 
+MAX_MODULES_PER_PRODUCT = 10  # custom modules; `default` does not count
+
 
 def _refuse_default(name: str) -> None:
     if name.lower() == DEFAULT_MODULE:
@@ -27,7 +29,12 @@ async def create_module(ctx: AliyunContext, params: dict[str, Any]) -> None:
     _refuse_default(name)
     try:
         await ctx.services.modules.create_module(
-            ctx.tenant_id, pk, name, alias=params.get("AliasName"), description=params.get("Desc")
+            ctx.tenant_id,
+            pk,
+            name,
+            alias=params.get("AliasName"),
+            description=params.get("Desc"),
+            max_modules=MAX_MODULES_PER_PRODUCT,
         )
     except AlreadyExists:
         lookup.fail(BusinessCode.MODULE_EXISTS, f"ModuleName: {name}")
