@@ -474,6 +474,13 @@ def test_static_jobs(client: AcsClient) -> None:
     assert ok(client, "QueryOTAJob", JobId=planned["Data"]["JobId"])["Data"]["JobStatus"] == (
         "CANCELED"
     )
+    refused(
+        client,
+        "CancelOTATaskByJob",
+        "iot.ota.JobStatusError",
+        JobId=planned["Data"]["JobId"],
+        CancelQueuedTask=True,
+    )
 
 
 def test_static_job_by_group_and_by_device_list(client: AcsClient) -> None:
@@ -499,6 +506,17 @@ def test_static_job_by_group_and_by_device_list(client: AcsClient) -> None:
     )["Data"]["JobId"]
     assert set(_statuses(client, by_group, 2)) == set(names[:2])
     assert ok(client, "QueryOTAJob", JobId=by_group)["Data"]["GroupId"] == group
+    empty = ok(client, "CreateDeviceGroup", GroupName=unique("grp"))["Data"]["GroupId"]
+    refused(
+        client,
+        "CreateOTAStaticUpgradeJob",
+        "iot.ota.NoDeviceMatched",
+        FirmwareId=fid,
+        ProductKey=pk,
+        TargetSelection="GROUP",
+        GroupId=empty,
+        GroupType="LINK_PLATFORM",
+    )
     refused(
         client,
         "CreateOTAStaticUpgradeJob",

@@ -97,4 +97,9 @@ def test_device_group(client: AcsClient) -> None:
     info = ok(client, "QueryDeviceGroupInfo", GroupId=group["GroupId"])["Data"]
     assert info["DeviceCount"] == 2
     refused(client, "QueryDeviceGroupInfo", "iot.ota.GroupNotFound", GroupId="nope")
+    removed = ok(
+        client, "BatchDeleteDeviceGroupRelations", GroupId=group["GroupId"], Devices=devices[:1]
+    )["Data"]
+    assert removed["SuccessDeviceCount"] == 1
+    assert ok(client, "QueryDeviceGroupInfo", GroupId=group["GroupId"])["Data"]["DeviceCount"] == 1
     assert call(client, "DeleteDeviceGroup", GroupId=group["GroupId"])["Success"]

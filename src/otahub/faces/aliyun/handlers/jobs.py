@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from otahub.core import selectors as sel
-from otahub.core.entities import Device, Job, Package, Product
+from otahub.core.entities import Device, Execution, Job, Package, Product
 from otahub.core.errors import InvalidStateTransition
 from otahub.core.ids import opaque_id
 from otahub.core.policies import JobPolicies, RolloutPolicy, TimeoutPolicy
@@ -69,29 +69,31 @@ async def _check_versions(ctx: AliyunContext, package: Package, devices: list[De
             lookup.fail(BusinessCode.DEVICE_VERSION_MISMATCH, f"DeviceName: {d.name}")
 
 
-async def _overwrite(ctx: AliyunContext, devices: list[Device], mode: int) -> None:
-    """A device has one pending task: mode 1 refuses a second, mode 2 cancels the
-    unstarted one (never an IN_PROGRESS one)."""
+async def _overwritten(ctx: AliyunContext, devices: list[Device], mode: int) -> list[Execution]:
+    """A device has one pending task: mode 1 refuses a second, mode 2 replaces the
+    unstarted one (never an IN_PROGRESS one). Returns the tasks to replace."""
+    replaced = []
     for d in devices:
-        pending = [
-            ex
-            for ex in await ctx.services.executions.unfinished_for_device(d.id)
-            if ex.status in UNFINISHED
-        ]
-        for ex in pending:
+        for ex in await ctx.services.executions.unfinished_for_device(d.id):
+            if ex.status not in UNFINISHED:
+                continue
             if mode == 1 or ex.status is S.IN_PROGRESS:
                 lookup.fail(BusinessCode.DEVICE_IN_OTHER_TASK, f"DeviceName: {d.name}")
-        for ex in pending:
-            await ctx.services.executions.cancel_in_job(
-                ex.job_id, UNFINISHED[:3], device_ids=[d.id], reason="overwritten"
-            )
+            replaced.append(ex)
+    return replaced
 
 
-async def _create(ctx: AliyunContext, spec: JobSpec) -> Mapping[str, Any]:
+async def _create(
+    ctx: AliyunContext, spec: JobSpec, replaced: Sequence[Execution] = ()
+) -> Mapping[str, Any]:
     try:
         job = await ctx.services.jobs.create_job(ctx.tenant_id, spec)
     except InvalidStateTransition:
         lookup.fail(BusinessCode.FIRMWARE_VERIFY_STATUS_ERROR)
+    for ex in replaced:
+        await ctx.services.executions.cancel_in_job(
+            ex.job_id, UNFINISHED[:3], device_ids=[ex.device_id], reason="overwritten"
+        )
     return {"Data": {"JobId": job.ref, "UtcCreate": utc_ms(job.created_at)}}
 
 
@@ -113,7 +115,7 @@ async def create_verify_job(ctx: AliyunContext, params: dict[str, Any]) -> Mappi
     )
     devices = await _devices(ctx, product, params["TargetDeviceName"])
     await _check_versions(ctx, package, devices)
-    await _overwrite(ctx, devices, 1)
+    await _overwritten(ctx, devices, 1)
     return await _create(
         ctx,
         JobSpec(
@@ -166,6 +168,7 @@ async def create_static_job(ctx: AliyunContext, params: dict[str, Any]) -> Mappi
         selection_type="STATIC",
         target_selection=selection,
     )
+    replaced: list[Execution] = []
     spec = JobSpec(
         ref=opaque_id(),
         kind=jobspec.STATIC_KIND,
@@ -187,7 +190,7 @@ async def create_static_job(ctx: AliyunContext, params: dict[str, Any]) -> Mappi
             names = await read_device_list(ctx, dn_file)
         devices = await _devices(ctx, product, names or [])
         await _check_versions(ctx, package, devices)
-        await _overwrite(ctx, devices, settings.data["overwrite_mode"])
+        replaced = await _overwritten(ctx, devices, settings.data["overwrite_mode"])
         spec = replace(spec, device_ids=[d.id for d in devices])
     elif selection == "GROUP":
         if not group_id or params.get("GroupType") != "LINK_PLATFORM":
@@ -206,7 +209,7 @@ async def create_static_job(ctx: AliyunContext, params: dict[str, Any]) -> Mappi
         if not matching:
             lookup.fail(BusinessCode.NO_DEVICE_MATCHED)
         spec = replace(spec, selector=selector)
-    return await _create(ctx, spec)
+    return await _create(ctx, spec, replaced)
 
 
 @handles("CreateOTADynamicUpgradeJob")
@@ -421,6 +424,8 @@ async def cancel_tasks_by_job(ctx: AliyunContext, params: dict[str, Any]) -> Non
     )
     if not any(params.get(f) for f in flags):
         lookup.fail(BusinessCode.CANCEL_FLAG_REQUIRED)
+    if job.status not in ACTIVE_JOB:
+        lookup.fail(BusinessCode.JOB_STATUS_ERROR, f"The job is {JOB_STATUS[job.status]}.")
     if params.get("CancelScheduledTask") and job.status is JobStatus.SCHEDULED:
         await ctx.services.jobs.cancel_job(ctx.tenant_id, job.ref, reason_code="CANCELED")
         return
