@@ -106,6 +106,14 @@ class PackageService:
         async with self.ctx.db.read() as conn:
             return await load_package(conn, package_id)
 
+    async def set_verify_state(self, package_id: int, state: VerifyState) -> None:
+        async with self.ctx.db.transaction() as conn:
+            await conn.execute(
+                update(packages)
+                .where(packages.c.id == package_id)
+                .values(verify_state=state.value, updated_at=self.ctx.clock.now())
+            )
+
     async def list_packages(
         self,
         tenant_id: int,
@@ -186,14 +194,6 @@ class PackageService:
             )
             await conn.execute(delete(packages).where(packages.c.id == package.id))
         return package
-
-    async def set_verify_state(self, package_id: int, state: VerifyState) -> None:
-        async with self.ctx.db.transaction() as conn:
-            await conn.execute(
-                update(packages)
-                .where(packages.c.id == package_id)
-                .values(verify_state=state.value, updated_at=self.ctx.clock.now())
-            )
 
 
 async def load_package(conn: AsyncConnection, package_id: int) -> Package:
