@@ -37,9 +37,9 @@ def test_unknown_and_unserved_actions_are_gateway_errors(
     assert unknown.value.get_request_id()
 
     with pytest.raises(ServerException) as unserved:
-        client.do_action_with_exception(_common(server, "GetDeviceStatus"))
+        client.do_action_with_exception(_common(server, "QueryDevice"))
     assert unserved.value.get_error_code() == "InvalidApi.NotFound"
-    assert "GetDeviceStatus" in unserved.value.get_error_msg()
+    assert "QueryDevice" in unserved.value.get_error_msg()
 
 
 def test_xml_answers(client: AcsClient) -> None:

@@ -46,6 +46,16 @@ def test_register_query_and_delete_device(client: AcsClient) -> None:
 
     generated = ok(client, "RegisterDevice", ProductKey=pk)["Data"]
     assert generated["DeviceName"]
+    status = ok(client, "GetDeviceStatus", ProductKey=pk, DeviceName="meter-0001")["Data"]
+    assert status["Status"] == "UNACTIVE"
+    batch = ok(
+        client,
+        "BatchQueryDeviceDetail",
+        ProductKey=pk,
+        DeviceNames=["meter-0001", generated["DeviceName"], "not-there"],
+    )["Data"]["Data"]
+    assert [d["DeviceName"] for d in batch] == ["meter-0001", generated["DeviceName"]]
+    assert batch[0]["IotId"] == reg["IotId"] and batch[0]["Nickname"] == "kitchen"
 
     ok(client, "DeleteDevice", IotId=reg["IotId"])
     refused(client, "QueryDeviceDetail", "iot.device.NotExistedDevice", IotId=reg["IotId"])
@@ -96,6 +106,9 @@ def test_device_group(client: AcsClient) -> None:
     assert again["AlreadyRelatedGroupDeviceCount"] == 2
     info = ok(client, "QueryDeviceGroupInfo", GroupId=group["GroupId"])["Data"]
     assert info["DeviceCount"] == 2
+    members = ok(client, "QueryDeviceListByDeviceGroup", GroupId=group["GroupId"], PageSize=1)
+    assert (members["Total"], members["PageCount"], members["Page"]) == (2, 2, 1)
+    assert [d["DeviceName"] for d in members["Data"]["SimpleDeviceInfo"]] == names[:1]
     refused(client, "QueryDeviceGroupInfo", "iot.ota.GroupNotFound", GroupId="nope")
     removed = ok(
         client, "BatchDeleteDeviceGroupRelations", GroupId=group["GroupId"], Devices=devices[:1]

@@ -1,5 +1,6 @@
 """Devices: RegisterDevice, BatchRegisterDevice with QueryBatchRegisterDeviceStatus and
-QueryPageByApplyId, QueryDeviceDetail, DeleteDevice."""
+QueryPageByApplyId, QueryDeviceDetail, BatchQueryDeviceDetail, GetDeviceStatus,
+DeleteDevice."""
 
 from __future__ import annotations
 
@@ -162,3 +163,40 @@ async def query_device_detail(ctx: AliyunContext, params: dict[str, Any]) -> Map
 async def delete_device(ctx: AliyunContext, params: dict[str, Any]) -> None:
     d = await lookup.device_ref(ctx, params)
     await ctx.services.registry.delete_device(d.id)
+
+
+@handles("GetDeviceStatus")
+async def get_device_status(ctx: AliyunContext, params: dict[str, Any]) -> Mapping[str, Any]:
+    d = await lookup.device_ref(ctx, params)
+    return {"Data": {"Status": device_status(d)}}
+
+
+@handles("BatchQueryDeviceDetail")
+async def batch_query_device_detail(
+    ctx: AliyunContext, params: dict[str, Any]
+) -> Mapping[str, Any]:
+    pk = params["ProductKey"]
+    product = await lookup.product(ctx, pk)
+    items = []
+    for name in params["DeviceName"]:
+        found = await ctx.services.registry.find_device(ctx.tenant_id, name, pk)
+        if found is None:
+            continue  # Alibaba leaves unknown names out
+        full = await ctx.services.registry.get_device(ctx.tenant_id, name, product_key=pk)
+        items.append(
+            {
+                "ProductKey": pk,
+                "ProductName": product.name,
+                "DeviceName": full.name,
+                "DeviceSecret": full.secret,
+                "IotId": full.uid,
+                "Status": device_status(full),
+                "Nickname": full.attributes.get(NICKNAME),
+                "FirmwareVersion": full.modules.get("default"),
+                "NodeType": product.node_type,
+                "Region": ctx.region,
+                "UtcCreate": utc_ms(full.created_at),
+                "UtcActive": utc_ms(full.connected_at) if full.connected_at else None,
+            }
+        )
+    return {"Data": wrap("Data", items)}

@@ -1,5 +1,6 @@
 """Device groups, for GroupId targeting: CreateDeviceGroup, QueryDeviceGroupInfo,
-DeleteDeviceGroup, BatchAddDeviceGroupRelations, BatchDeleteDeviceGroupRelations."""
+DeleteDeviceGroup, BatchAddDeviceGroupRelations, BatchDeleteDeviceGroupRelations,
+QueryDeviceListByDeviceGroup."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from otahub.core.errors import NotFound
 from otahub.faces.aliyun import lookup
 from otahub.faces.aliyun.app import AliyunContext
 from otahub.faces.aliyun.handlers import handles
+from otahub.faces.aliyun.handlers.devices import NICKNAME, device_status
 from otahub.faces.aliyun.protocol.codes import BusinessCode
-from otahub.faces.aliyun.protocol.formats import utc_ms
+from otahub.faces.aliyun.protocol.formats import paging, utc_ms, wrap
 
 
 async def group(ctx: AliyunContext, group_id: str) -> Group:
@@ -92,3 +94,35 @@ async def batch_delete(ctx: AliyunContext, params: dict[str, Any]) -> Mapping[st
     found = await _devices(ctx, params["Device"])
     await ctx.services.registry.remove_from_group(ctx.tenant_id, g.name, [d.id for d in found])
     return {"Data": {"ValidDeviceCount": len(found), "SuccessDeviceCount": len(found)}}
+
+
+@handles("QueryDeviceListByDeviceGroup")
+async def query_device_list_by_group(
+    ctx: AliyunContext, params: dict[str, Any]
+) -> Mapping[str, Any]:
+    g = await group(ctx, params["GroupId"])
+    size, page = params.get("PageSize", 10), params.get("CurrentPage", 1)
+    ids = await ctx.services.registry.group_member_ids(ctx.tenant_id, g.name, limit=100_000)
+    chunk = await ctx.services.registry.get_devices(ids[(page - 1) * size : page * size])
+    chunk.sort(key=lambda d: d.id)
+    products = {p.key: p for p in await ctx.services.registry.list_products(ctx.tenant_id)}
+    return {
+        "Data": wrap(
+            "SimpleDeviceInfo",
+            [
+                {
+                    "ProductKey": d.product_key,
+                    "ProductName": products[d.product_key].name
+                    if d.product_key in products
+                    else None,
+                    "DeviceName": d.name,
+                    "IotId": d.uid,
+                    "Status": device_status(d),
+                    "Nickname": d.attributes.get(NICKNAME),
+                    "UtcActive": utc_ms(d.connected_at) if d.connected_at else None,
+                }
+                for d in chunk
+            ],
+        ),
+        **paging(len(ids), size, page, page_key="Page"),
+    }
