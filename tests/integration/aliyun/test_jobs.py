@@ -403,6 +403,13 @@ def test_static_jobs(client: AcsClient) -> None:
     )["Data"]["JobId"]
     assert len(_statuses(client, gray, 2)) == 2
     assert ok(client, "QueryOTAJob", JobId=gray)["Data"]["GrayPercent"] == "50"
+    busy = {n for n, st in _statuses(client, gray, 2).items() if st == "QUEUED"}
+    busy |= {t["DeviceName"] for t in tasks(client, specific) if t["TaskStatus"] == "QUEUED"}
+    # OverwriteMode 1 (the default) leaves devices with a pending task out.
+    rest = ok(client, "CreateOTAStaticUpgradeJob", TargetSelection="ALL", NeedPush=False, **base)
+    free = sorted(set(names) - busy)
+    assert free and len(free) < len(names)
+    assert sorted(_statuses(client, rest["Data"]["JobId"], len(free))) == free
 
     invalid: list[dict[str, Any]] = [
         {"TargetSelection": "SPECIFIC", "SrcVersions": ["1.0"], "TargetDeviceNames": names[:1]},

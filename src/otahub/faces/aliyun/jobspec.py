@@ -108,6 +108,8 @@ def settings(
     rollout = RolloutPolicy(
         max_per_minute=params.get("MaximumPerMinute"),
         gray_percent=float(gray) if gray is not None else None,
+        # Named devices are checked up front; a fleet-wide job leaves busy ones out.
+        skip_busy=overwrite == 1 and target_selection != "SPECIFIC",
     )
     policies = JobPolicies(
         rollout=rollout,
