@@ -116,3 +116,31 @@ def test_device_group(client: AcsClient) -> None:
     assert removed["SuccessDeviceCount"] == 1
     assert ok(client, "QueryDeviceGroupInfo", GroupId=group["GroupId"])["Data"]["DeviceCount"] == 1
     assert call(client, "DeleteDeviceGroup", GroupId=group["GroupId"])["Success"]
+
+
+def test_batch_register_by_name(client: AcsClient) -> None:
+    pk = product(client)
+    ok(client, "RegisterDevice", ProductKey=pk, DeviceName="taken-01")
+    # The names travel in the form body, which the signature covers too.
+    checked = ok(
+        client,
+        "BatchCheckDeviceNames",
+        ProductKey=pk,
+        DeviceNames=["lamp-01", "lamp-02", "taken-01", "x", "lamp-01"],
+        DeviceNameLists=[{"DeviceName": "lamp-03", "DeviceNickname": "porch lamp"}],
+    )["Data"]
+    assert checked["InvalidDeviceNameList"]["Name"] == ["x"]
+    assert checked["RepeatedDeviceNameList"]["Name"] == ["taken-01", "lamp-01"]
+    apply_id = checked["ApplyId"]
+    ok(client, "BatchRegisterDeviceWithApplyId", ProductKey=pk, ApplyId=apply_id)
+    status = ok(client, "QueryBatchRegisterDeviceStatus", ProductKey=pk, ApplyId=apply_id)
+    assert sorted(status["Data"]["ValidList"]["Name"]) == ["lamp-01", "lamp-02", "lamp-03"]
+    lamp = ok(client, "QueryDeviceDetail", ProductKey=pk, DeviceName="lamp-03")["Data"]
+    assert lamp["Nickname"] == "porch lamp"
+    refused(
+        client,
+        "BatchRegisterDeviceWithApplyId",
+        "iot.device.DeviceApplyIsNotFound",
+        ProductKey=pk,
+        ApplyId=apply_id,
+    )

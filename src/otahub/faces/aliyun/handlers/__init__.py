@@ -19,6 +19,7 @@ def handles(action: str) -> Callable[[Handler], Handler]:
 
 def all_handlers() -> dict[str, Handler]:
     from otahub.faces.aliyun.handlers import (  # noqa: F401
+        applications,
         devices,
         firmware,
         groups,
