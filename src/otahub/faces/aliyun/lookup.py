@@ -45,7 +45,10 @@ async def device_ref(ctx: AliyunContext, params: dict[str, Any]) -> Device:
             fail(BusinessCode.DEVICE_NOT_FOUND, f"IotId: {iot_id}")
         if found.tenant_id != ctx.tenant_id:
             fail(BusinessCode.DEVICE_NOT_FOUND, f"IotId: {iot_id}")
-        return (await ctx.services.registry.get_devices([found.id]))[0]
+        device = (await ctx.services.registry.get_devices([found.id]))[0]
+        if not device.product_key:  # an AWS thing: not an Alibaba device
+            fail(BusinessCode.DEVICE_NOT_FOUND, f"IotId: {iot_id}")
+        return device
     pk, dn = params.get("ProductKey"), params.get("DeviceName")
     if not pk or not dn:
         fail(BusinessCode.DEVICE_NOT_FOUND, "Give IotId, or ProductKey and DeviceName.")
@@ -90,6 +93,8 @@ async def task(ctx: AliyunContext, value: str) -> tuple[Job, int]:
         found = await ctx.services.jobs.get_job(ctx.tenant_id, ref)
         await ctx.services.executions.get(found.id, device_id)
     except (ValueError, NotFound):
+        fail(BusinessCode.TASK_NOT_FOUND, f"TaskId: {value}")
+    if found.kind not in JOB_KINDS:
         fail(BusinessCode.TASK_NOT_FOUND, f"TaskId: {value}")
     return found, device_id
 
