@@ -45,10 +45,10 @@ async def device_ref(ctx: AliyunContext, params: dict[str, Any]) -> Device:
             fail(BusinessCode.DEVICE_NOT_FOUND, f"IotId: {iot_id}")
         if found.tenant_id != ctx.tenant_id:
             fail(BusinessCode.DEVICE_NOT_FOUND, f"IotId: {iot_id}")
-        device = (await ctx.services.registry.get_devices([found.id]))[0]
-        if not device.product_key:  # an AWS thing: not an Alibaba device
+        with_key = (await ctx.services.registry.get_devices([found.id]))[0]
+        if not with_key.product_key:  # an AWS thing: not an Alibaba device
             fail(BusinessCode.DEVICE_NOT_FOUND, f"IotId: {iot_id}")
-        return device
+        return with_key
     pk, dn = params.get("ProductKey"), params.get("DeviceName")
     if not pk or not dn:
         fail(BusinessCode.DEVICE_NOT_FOUND, "Give IotId, or ProductKey and DeviceName.")
