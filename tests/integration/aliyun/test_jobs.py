@@ -163,29 +163,27 @@ def test_verify_job_tasks_confirm_cancel_and_reupgrade(client: AcsClient) -> Non
     again = {t["DeviceName"]: t["TaskStatus"] for t in tasks(client, job_id, PageSize=100)}
     assert again[names[0]] == "QUEUED"
     assert ok(client, "QueryOTAJob", JobId=job_id)["Data"]["JobStatus"] == "IN_PROGRESS"
+    assert _firmware_status(client, fid) == 2
     other = firmware(client, pk, version="2.0.1")
+    other_job = ok(
+        client, "CreateOTAVerifyJob", FirmwareId=other, ProductKey=pk, TargetDeviceNames=[names[2]]
+    )["Data"]["JobId"]
     refused(
-        client,
-        "ReupgradeOTATask",
-        "iot.ota.TaskNotInJob",
-        JobId=ok(
-            client,
-            "CreateOTAVerifyJob",
-            FirmwareId=other,
-            ProductKey=pk,
-            TargetDeviceNames=[names[2]],
-        )["Data"]["JobId"],
-        TaskIds=confirm[:1],
+        client, "ReupgradeOTATask", "iot.ota.TaskNotInJob", JobId=other_job, TaskIds=confirm[:1]
     )
 
-    # A failed verification may be tried again, on devices without a pending task.
+    # Once that run fails too, verification may be tried again, on devices without a
+    # pending task.
+    ok(client, "CancelOTATaskByJob", JobId=job_id, CancelQueuedTask=True)
+    assert wait_for(lambda: _firmware_status(client, fid) == 3)
+    assert _statuses(client, other_job, 1) == {names[2]: "QUEUED"}
     refused(
         client,
         "CreateOTAVerifyJob",
         "iot.ota.DeviceInOtherTask",
         FirmwareId=fid,
         ProductKey=pk,
-        TargetDeviceNames=[names[0]],
+        TargetDeviceNames=[names[2]],
     )
     ok(client, "CreateOTAVerifyJob", FirmwareId=fid, ProductKey=pk, TargetDeviceNames=[names[1]])
     assert _firmware_status(client, fid) == 2

@@ -8,7 +8,7 @@ from typing import Any
 
 from otahub.core.entities import Device, Execution, Job, Package, Product
 from otahub.core.errors import InvalidStateTransition
-from otahub.core.states import ACTIVE_JOB, ExecutionStatus
+from otahub.core.states import ACTIVE_JOB, ExecutionStatus, VerifyState
 from otahub.faces.aliyun import lookup
 from otahub.faces.aliyun.app import AliyunContext
 from otahub.faces.aliyun.handlers import handles
@@ -225,3 +225,6 @@ async def reupgrade_tasks(ctx: AliyunContext, params: dict[str, Any]) -> None:
             await ctx.services.executions.rerun(job.id, device_id)
         except InvalidStateTransition:
             lookup.fail(BusinessCode.TASK_STATUS_ERROR, f"Task {task} cannot be re-run now.")
+    if job.is_verify and job.package_id is not None:
+        # The verify job runs again: its firmware is being verified again.
+        await ctx.services.packages.set_verify_state(job.package_id, VerifyState.VERIFYING)
