@@ -401,6 +401,8 @@ def test_static_jobs(client: AcsClient) -> None:
     )["Data"]["JobId"]
     assert len(_statuses(client, gray, 2)) == 2
     assert ok(client, "QueryOTAJob", JobId=gray)["Data"]["GrayPercent"] == "50"
+    # OverwriteMode 2 on a fleet-wide job cancels its targets' unstarted tasks elsewhere.
+    assert {t["TaskStatus"] for t in tasks(client, specific)} == {"CANCELED"}
     busy = {n for n, st in _statuses(client, gray, 2).items() if st == "QUEUED"}
     busy |= {t["DeviceName"] for t in tasks(client, specific) if t["TaskStatus"] == "QUEUED"}
     # OverwriteMode 1 (the default) leaves devices with a pending task out.

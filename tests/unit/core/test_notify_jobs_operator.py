@@ -95,3 +95,17 @@ async def test_modules_and_packages(services: Services) -> None:
         await services.packages.get_package(tenant, pkg.ref)
     await services.modules.delete_module(tenant, "pk1", "MCU")
     assert [m.name for m in await services.modules.list_modules(tenant, "pk1")] == ["WIFI"]
+
+
+async def test_a_new_job_overrides_unstarted_work_elsewhere(
+    services: Services, engine: Engine
+) -> None:
+    tenant, ids = await make_fleet(services, 3)
+    first = await services.jobs.create_job(
+        tenant, JobSpec(ref="first", kind="test", device_ids=ids, release_mode=ReleaseMode.NOTIFY)
+    )
+    await engine.tick()
+    await services.executions.report(first.id, ids[0], Report(S.IN_PROGRESS))
+    second = await group_job(services, tenant, ref="second", release_mode=ReleaseMode.NOTIFY)
+    assert await services.jobs.cancel_unstarted_elsewhere(second.id, reason="overwritten") == 2
+    assert await services.jobs.counts(first.id) == {S.IN_PROGRESS: 1, S.CANCELED: 2}

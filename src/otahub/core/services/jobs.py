@@ -19,6 +19,7 @@ from otahub.core.services.base import ServiceContext
 from otahub.core.states import (
     ACTIVE_JOB,
     PENDING,
+    UNSTARTED,
     ExecutionStatus,
     JobStatus,
     ReleaseMode,
@@ -286,6 +287,41 @@ class JobService:
                 .values(status=S.QUEUED.value, updated_at=now, version=executions.c.version + 1)
             )
             return int(result.rowcount or 0)
+
+    async def cancel_unstarted_elsewhere(self, job_id: int, *, reason: str) -> int:
+        """Cancel the unstarted executions that the job's targets have in other jobs
+        (the new job overrides them). Returns how many."""
+        now = self.ctx.clock.now()
+        e = executions
+        async with self.ctx.db.transaction() as conn:
+            job = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
+            targets = await rollout.target_set(conn, job)
+            if targets is None:
+                return 0
+            rows = (
+                await conn.execute(
+                    update(e)
+                    .where(
+                        e.c.job_id != job_id,
+                        e.c.superseded.is_(False),
+                        e.c.status.in_([s.value for s in UNSTARTED]),
+                        e.c.device_id.in_(targets.scalar_subquery()),
+                    )
+                    .values(
+                        status=S.CANCELED.value,
+                        reason=reason,
+                        finished_at=now,
+                        updated_at=now,
+                        deadline_at=None,
+                        version=e.c.version + 1,
+                    )
+                    .returning(e.c.job_id, e.c.device_id, e.c.execution_number)
+                )
+            ).all()
+            for other in {r.job_id for r in rows}:
+                mine = [r for r in rows if r.job_id == other]
+                await rollout.add_outbox(conn, other, mine, "changed", now)
+            return len(rows)
 
     async def count_jobs_in(self, tenant_id: int, status: JobStatus) -> int:
         async with self.ctx.db.read() as conn:

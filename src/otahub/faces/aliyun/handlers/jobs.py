@@ -94,6 +94,9 @@ async def _create(
         await ctx.services.executions.cancel_in_job(
             ex.job_id, UNFINISHED[:3], device_ids=[ex.device_id], reason="overwritten"
         )
+    if spec.data.get("overwrite_mode") == 2 and not spec.device_ids:
+        # Fleet-wide with OverwriteMode 2: the targets' unstarted tasks elsewhere go.
+        await ctx.services.jobs.cancel_unstarted_elsewhere(job.id, reason="overwritten")
     return {"Data": {"JobId": job.ref, "UtcCreate": utc_ms(job.created_at)}}
 
 
