@@ -247,3 +247,13 @@ async def test_timeout_fails_without_retry_and_failure_retries(
     clock.advance(minutes=30)
     await engine.tick()
     assert (await _tasks(console, job_id))[names[0]]["TaskStatus"] == "FAILED"
+
+
+async def test_an_upload_is_good_for_60_minutes(console: Console, clock: FakeClock) -> None:
+    pk = (await console.ok("CreateProduct", ProductName="lamps", NodeType=0))["ProductKey"]
+    url = await console.upload(b"image")
+    clock.advance(minutes=61)
+    late = await console.call(
+        "CreateOTAFirmware", ProductKey=pk, FirmwareName="late", DestVersion="1.0", FirmwareUrl=url
+    )
+    assert late["Code"] == "iot.ota.UploadExpired"

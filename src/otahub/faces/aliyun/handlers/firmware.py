@@ -7,6 +7,7 @@ import posixpath
 import re
 import urllib.parse
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from otahub.core.entities import Package, PackageFile, Product
@@ -21,6 +22,7 @@ from otahub.faces.aliyun.protocol.codes import BusinessCode
 from otahub.faces.aliyun.protocol.formats import paging, utc_ms, wrap
 
 MAX_FIRMWARE_PER_ACCOUNT = 500
+UPLOAD_TTL = timedelta(minutes=60)  # CreateOTAFirmware must follow the upload within it
 _HEX = {"MD5": re.compile(r"^[0-9a-fA-F]{32}$"), "SHA256": re.compile(r"^[0-9a-fA-F]{64}$")}
 
 
@@ -52,6 +54,8 @@ async def _file(
     obj = await storage.uploaded(ctx.deps.objects, upload_tenant, url)
     if obj is None or obj.blob_key is None:
         lookup.fail(BusinessCode.FIRMWARE_URL_INVALID, f"Url: {url}")
+    if obj.created_at is not None and ctx.clock.now() - obj.created_at > UPLOAD_TTL:
+        lookup.fail(BusinessCode.UPLOAD_EXPIRED, f"Url: {url}")
     if size is not None and size != obj.size:
         lookup.fail(BusinessCode.INVALID_SIGN, f"The size is {obj.size}, not {size}.")
     actual = obj.sha256 if method == "SHA256" else obj.md5
