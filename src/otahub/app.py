@@ -51,6 +51,9 @@ class FaceRouter:
             return "aws"
         if b"Action=" in query or b"SignatureNonce=" in query:
             return "aliyun"
+        path = scope.get("path", "")
+        if path == "/oss" or path.startswith("/oss/"):
+            return "aliyun-oss"  # the OSS-style upload form of GenerateOTAUploadURL
         if headers.get(b"content-type", b"").startswith(b"application/x-www-form-urlencoded"):
             return "aliyun"  # RPC parameters in a form body
         return None

@@ -20,6 +20,7 @@ class Settings:
     broker_url: str | None = None  # external broker; default: the embedded one
     blob_url: str | None = None  # s3://bucket?endpoint=…; default: files in the data dir
     engine_interval: float = 1.0
+    aliyun_rate_limits: str | None = None  # "off", or "default=10,CreateOTAVerifyJob=20"
     log_level: str = "info"
 
     def resolved_database_url(self) -> str:

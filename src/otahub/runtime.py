@@ -21,6 +21,10 @@ from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
 from otahub.core.services.signing import SigningService
 from otahub.credentials import RootCredentials, derive_secret, load_or_create
+from otahub.faces.aliyun.app import AliyunApp, AliyunDeps
+from otahub.faces.aliyun.handlers import all_handlers as aliyun_handlers
+from otahub.faces.aliyun.oss import OssUploadApp
+from otahub.faces.aliyun.protocol.ratelimits import limiter_from_spec
 from otahub.faces.aws.handlers import all_handlers
 from otahub.faces.aws.s3 import S3App
 from otahub.faces.aws.wire.app import AwsApp, AwsDeps
@@ -106,6 +110,7 @@ class Runtime:
             ),
             s3=S3App(self.services, self.objects, self.clock),
         )
+        self._start_aliyun_face()
         self.bridge = DeviceBridge(
             self.services,
             self.clock,
@@ -143,6 +148,16 @@ class Runtime:
         )
         self.ready = True
         log.info("runtime started")
+
+    def _start_aliyun_face(self) -> None:
+        self.faces["aliyun"] = AliyunApp(
+            self.services,
+            self.clock,
+            aliyun_handlers(),
+            AliyunDeps(self.objects, self.settings.http_base),
+            limiter=limiter_from_spec(self.clock, self.settings.aliyun_rate_limits),
+        )
+        self.faces["aliyun-oss"] = OssUploadApp(self.services, self.objects, self.clock)
 
     async def stop(self) -> None:
         self.ready = False

@@ -86,6 +86,7 @@ def serve(
         blob_url=blob_url,
         access_key_id=os.environ.get("OTAHUB_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("OTAHUB_SECRET_ACCESS_KEY"),
+        aliyun_rate_limits=os.environ.get("OTAHUB_ALIYUN_RATE_LIMITS"),
     )
     configure(log_level)
     try:

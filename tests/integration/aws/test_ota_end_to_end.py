@@ -38,18 +38,24 @@ async def signer_certificate(server: ServerProcess, profile: str) -> str:
         svc = Services.build(db, SystemClock())
         creds = json.loads((server.data_dir / "credentials.json").read_text())
         tenant = await svc.accounts.tenant(creds["account_id"])
-        signing = SigningService(svc.ctx, ObjectService(svc.ctx, FilesystemBlobStore(
-            server.data_dir / "blobs")))
+        signing = SigningService(
+            svc.ctx, ObjectService(svc.ctx, FilesystemBlobStore(server.data_dir / "blobs"))
+        )
         return (await signing.get_profile(tenant.id, profile)).material.certificate_pem
     finally:
         await db.dispose()
 
 
 async def run_device(thing: str, workdir: Path, cert: str | None, **cfg: Any) -> Any:
-    async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"{thing}-dev") as mqtt, \
-            httpx.AsyncClient() as http:
-        agent = AwsAgent(mqtt, AwsAgentConfig(thing=thing, workdir=workdir,
-                                              trusted_certificate=cert, **cfg), http)
+    async with (
+        aiomqtt.Client("127.0.0.1", 1883, identifier=f"{thing}-dev") as mqtt,
+        httpx.AsyncClient() as http,
+    ):
+        agent = AwsAgent(
+            mqtt,
+            AwsAgentConfig(thing=thing, workdir=workdir, trusted_certificate=cert, **cfg),
+            http,
+        )
         await agent.start()
         try:
             deadline = time.monotonic() + 30
@@ -80,23 +86,46 @@ async def test_ota_update_reaches_devices_over_mqtt_and_http(
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     version = s3.put_object(Bucket=bucket, Key="fw-2.0.bin", Body=FIRMWARE)["VersionId"]
     profile = f"fw_{tag}"
-    signer.put_signing_profile(profileName=profile, platformId="AmazonFreeRTOS-Default",
-                               signingMaterial={"certificateArn": "arn:aws:acm:x"},
-                               signingParameters={"certname": "/certs/signer.pem"})
+    signer.put_signing_profile(
+        profileName=profile,
+        platformId="AmazonFreeRTOS-Default",
+        signingMaterial={"certificateArn": "arn:aws:acm:x"},
+        signingParameters={"certname": "/certs/signer.pem"},
+    )
     group_arn = iot.describe_thing_group(thingGroupName=group)["thingGroupArn"]
     ota_id = f"upd{tag}"
     resp = iot.create_ota_update(
-        otaUpdateId=ota_id, targets=[group_arn], protocols=["MQTT", "HTTP"],
-        targetSelection="SNAPSHOT", roleArn=ROLE,
+        otaUpdateId=ota_id,
+        targets=[group_arn],
+        protocols=["MQTT", "HTTP"],
+        targetSelection="SNAPSHOT",
+        roleArn=ROLE,
         awsJobExecutionsRolloutConfig={"maximumPerMinute": 100},
-        awsJobAbortConfig={"abortCriteriaList": [{"failureType": "FAILED", "action": "CANCEL",
-                                                  "thresholdPercentage": 90,
-                                                  "minNumberOfExecutedThings": 5}]},
-        files=[{"fileName": "/fw.bin", "fileVersion": "2.0", "fileLocation": {
-            "s3Location": {"bucket": bucket, "key": "fw-2.0.bin", "version": version}},
-            "codeSigning": {"startSigningJobParameter": {
-                "signingProfileName": profile,
-                "destination": {"s3Destination": {"bucket": bucket, "prefix": "signed/"}}}}}],
+        awsJobAbortConfig={
+            "abortCriteriaList": [
+                {
+                    "failureType": "FAILED",
+                    "action": "CANCEL",
+                    "thresholdPercentage": 90,
+                    "minNumberOfExecutedThings": 5,
+                }
+            ]
+        },
+        files=[
+            {
+                "fileName": "/fw.bin",
+                "fileVersion": "2.0",
+                "fileLocation": {
+                    "s3Location": {"bucket": bucket, "key": "fw-2.0.bin", "version": version}
+                },
+                "codeSigning": {
+                    "startSigningJobParameter": {
+                        "signingProfileName": profile,
+                        "destination": {"s3Destination": {"bucket": bucket, "prefix": "signed/"}},
+                    }
+                },
+            }
+        ],
     )
     assert resp["otaUpdateStatus"] == "CREATE_PENDING" and "awsIotJobId" not in resp
     info = iot.get_ota_update(otaUpdateId=ota_id)["otaUpdateInfo"]
@@ -111,8 +140,7 @@ async def test_ota_update_reaches_devices_over_mqtt_and_http(
     cert = await signer_certificate(mqtt_server, profile)
     (m_out, m_agent), (h_out, h_agent) = await asyncio.gather(
         run_device(things[0], tmp_path / "m", cert, prefer=("MQTT",)),
-        run_device(things[1], tmp_path / "h", cert, prefer=("HTTP",),
-                   interrupt_http_after=50_000),
+        run_device(things[1], tmp_path / "h", cert, prefer=("HTTP",), interrupt_http_after=50_000),
     )
     assert (m_out.status, h_out.status) == ("SUCCEEDED", "SUCCEEDED"), (m_out, h_out)
     assert m_agent.slots.image("b").read_bytes() == FIRMWARE
@@ -135,26 +163,45 @@ async def test_failing_update_is_aborted(mqtt_server: ServerProcess, tmp_path: P
     ota_id = f"bad{tag}"
     arns = [iot.describe_thing(thingName=t)["thingArn"] for t in things]
     iot.create_ota_update(
-        otaUpdateId=ota_id, targets=arns, protocols=["MQTT"], roleArn=ROLE,
-        awsJobAbortConfig={"abortCriteriaList": [{"failureType": "FAILED", "action": "CANCEL",
-                                                  "thresholdPercentage": 50,
-                                                  "minNumberOfExecutedThings": 1}]},
-        files=[{"fileName": "/fw.bin",
-                "fileLocation": {"s3Location": {"bucket": bucket, "key": "fw.bin"}}}],
+        otaUpdateId=ota_id,
+        targets=arns,
+        protocols=["MQTT"],
+        roleArn=ROLE,
+        awsJobAbortConfig={
+            "abortCriteriaList": [
+                {
+                    "failureType": "FAILED",
+                    "action": "CANCEL",
+                    "thresholdPercentage": 50,
+                    "minNumberOfExecutedThings": 1,
+                }
+            ]
+        },
+        files=[
+            {
+                "fileName": "/fw.bin",
+                "fileLocation": {"s3Location": {"bucket": bucket, "key": "fw.bin"}},
+            }
+        ],
     )
     job_id = iot.get_ota_update(otaUpdateId=ota_id)["otaUpdateInfo"]["awsIotJobId"]
-    outcome, _ = await run_device(things[0], tmp_path / "bad", cert=None,
-                                  self_test=lambda p: False)
+    outcome, _ = await run_device(things[0], tmp_path / "bad", cert=None, self_test=lambda p: False)
     assert (outcome.status, outcome.reason) == ("FAILED", "self-test failed; rolled back")
-    job = wait_for(lambda: (j := iot.describe_job(jobId=job_id)["job"])["status"] == "CANCELED"
-                   and j)
+    job = wait_for(
+        lambda: (j := iot.describe_job(jobId=job_id)["job"])["status"] == "CANCELED" and j
+    )
     assert job and job["reasonCode"] == "ABORTED_FAILED"
-    statuses = sorted(s["jobExecutionSummary"]["status"] for s in
-                      iot.list_job_executions_for_job(jobId=job_id)["executionSummaries"])
+    statuses = sorted(
+        s["jobExecutionSummary"]["status"]
+        for s in iot.list_job_executions_for_job(jobId=job_id)["executionSummaries"]
+    )
     assert statuses == ["CANCELED", "CANCELED", "FAILED"]
     missing = iot.create_ota_update(
-        otaUpdateId=f"miss{tag}", targets=arns, roleArn=ROLE,
-        files=[{"fileLocation": {"s3Location": {"bucket": bucket, "key": "nope"}}}])
+        otaUpdateId=f"miss{tag}",
+        targets=arns,
+        roleArn=ROLE,
+        files=[{"fileLocation": {"s3Location": {"bucket": bucket, "key": "nope"}}}],
+    )
     assert missing["otaUpdateStatus"] == "CREATE_PENDING"
     failed = iot.get_ota_update(otaUpdateId=f"miss{tag}")["otaUpdateInfo"]
     assert failed["otaUpdateStatus"] == "CREATE_FAILED"

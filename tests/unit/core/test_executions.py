@@ -127,13 +127,17 @@ async def test_pending_order_in_progress_first_then_queue_time(
     assert first.ref == "first"
 
 
-async def test_version_report_settles_matching_executions(services: Services,
-                                                          engine: Engine) -> None:
+async def test_version_report_settles_matching_executions(
+    services: Services, engine: Engine
+) -> None:
     from otahub.core.entities import PackageFile
 
     tenant, ids = await make_fleet(services, 2)
     pkg = await services.packages.create_package(
-        tenant, name="fw", version="2.0", module="mcu",
+        tenant,
+        name="fw",
+        version="2.0",
+        module="mcu",
         files=[PackageFile(ordinal=0, name="fw.bin", size=1)],
     )
     job = await group_job(services, tenant, package_id=pkg.id)
