@@ -20,6 +20,8 @@ class Settings:
     broker_url: str | None = None  # external broker; default: the embedded one
     blob_url: str | None = None  # s3://bucket?endpoint=…; default: files in the data dir
     engine_interval: float = 1.0
+    aws_request_rate: float = 0.0  # AWS API requests a second per account; 0: unlimited
+    aws_request_burst: float | None = None  # default: the rate (at least 1)
     log_level: str = "info"
 
     def resolved_database_url(self) -> str:

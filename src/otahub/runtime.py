@@ -23,6 +23,7 @@ from otahub.credentials import RootCredentials, derive_secret, load_or_create
 from otahub.faces.aws.handlers import all_handlers
 from otahub.faces.aws.s3 import S3App
 from otahub.faces.aws.wire.app import AwsApp, AwsDeps
+from otahub.faces.aws.wire.throttle import AccountThrottle
 from otahub.gateway.aws.documents import DocumentRenderer
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.embedded.pki import CertificateAuthority
@@ -103,6 +104,9 @@ class Runtime:
                 self.ca.issue_device,
             ),
             s3=S3App(self.services, self.objects, self.clock),
+            throttle=AccountThrottle.from_settings(
+                self.clock, self.settings.aws_request_rate, self.settings.aws_request_burst
+            ),
         )
         self.bridge = DeviceBridge(
             self.services,
