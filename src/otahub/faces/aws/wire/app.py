@@ -86,7 +86,8 @@ class AwsApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.s3 is not None:
             raw_headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-            if sigv4.scope_service(raw_headers) == "s3":
+            raw_q = scope.get("query_string", b"").decode()
+            if sigv4.scope_service(raw_headers, raw_q) == "s3":
                 await self.s3(scope, receive, send)
                 return
         request_id = str(uuid.uuid4())
