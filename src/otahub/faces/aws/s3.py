@@ -66,10 +66,39 @@ STATUS = {
 # Query parameters that name a sub-resource: a request with one this endpoint does
 # not answer is refused, never served as the plain bucket or object call.
 _SUBRESOURCES = frozenset(
-    "accelerate acl analytics attributes cors delete encryption intelligent-tiering "
-    "inventory legal-hold lifecycle location logging metrics notification object-lock "
-    "ownershipControls policy policyStatus publicAccessBlock replication requestPayment "
-    "restore retention select tagging torrent uploads versioning versions website".split()
+    [
+        "accelerate",
+        "acl",
+        "analytics",
+        "attributes",
+        "cors",
+        "delete",
+        "encryption",
+        "intelligent-tiering",
+        "inventory",
+        "legal-hold",
+        "lifecycle",
+        "location",
+        "logging",
+        "metrics",
+        "notification",
+        "object-lock",
+        "ownershipControls",
+        "policy",
+        "policyStatus",
+        "publicAccessBlock",
+        "replication",
+        "requestPayment",
+        "restore",
+        "retention",
+        "select",
+        "tagging",
+        "torrent",
+        "uploads",
+        "versioning",
+        "versions",
+        "website",
+    ]
 )
 _SIGV4_TO_S3 = {
     "UnrecognizedClientException": "InvalidAccessKeyId",
