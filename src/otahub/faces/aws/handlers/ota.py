@@ -20,6 +20,7 @@ from otahub.core.errors import (
     Unauthorized,
 )
 from otahub.core.services import JobSpec
+from otahub.core.services.objects import NULL_VERSION
 from otahub.core.services.streams import StreamFile
 from otahub.core.states import ACTIVE_JOB, TargetSelection
 from otahub.faces.aws.handlers import handles
@@ -228,12 +229,7 @@ async def _build(
             "filesize": size,
             "fileid": file_id,
             "certfile": certname,
-            "update_data_url": (
-                f"${{aws:iot:s3-presigned-url:https://s3.{ctx.region}"
-                f".amazonaws.com/{s3.get('bucket')}/{s3.get('key')}}}"
-            )
-            if "HTTP" in protocols
-            else None,
+            "update_data_url": _presign_placeholder(ctx, s3) if "HTTP" in protocols else None,
             "auth_scheme": "aws.s3.presigned" if "HTTP" in protocols else None,
         }
         if f.get("fileType") is not None:
@@ -290,10 +286,40 @@ async def _build(
             description=p.get("description"),
             target_selection=TargetSelection(p.get("targetSelection", "SNAPSHOT")),
             policies=policies,
-            data={"presignedUrlConfig": {"expiresInSec": presign, "roleArn": p["roleArn"]}},
+            # What DescribeJob shows: the job AWS would have made with CreateJob.
+            data={
+                "targets": p["targets"],
+                "presignedUrlConfig": {"expiresInSec": presign, "roleArn": p["roleArn"]},
+                **{
+                    job_key: p[ota_key]
+                    for ota_key, job_key in (
+                        ("awsJobExecutionsRolloutConfig", "jobExecutionsRolloutConfig"),
+                        ("awsJobTimeoutConfig", "timeoutConfig"),
+                    )
+                    if p.get(ota_key)
+                },
+                **(
+                    {"abortConfig": {"criteriaList": p["awsJobAbortConfig"]["abortCriteriaList"]}}
+                    if p.get("awsJobAbortConfig")
+                    else {}
+                ),
+                "tags": p.get("tags") or [],
+            },
         ),
     )
+    if p.get("tags"):
+        await put_tags(ctx, ctx.arn(f"job/{job.ref}"), p["tags"])
     return job.id, stream_id
+
+
+def _presign_placeholder(ctx: AwsContext, s3: dict[str, Any]) -> str:
+    """What AWS puts in the document for HTTP: substituted per device on delivery,
+    pinned to the object version the update was built from."""
+    url = f"https://s3.{ctx.region}.amazonaws.com/{s3.get('bucket')}/{s3.get('key')}"
+    version = s3.get("version")
+    if version and version != NULL_VERSION:
+        url += f"?versionId={version}"
+    return f"${{aws:iot:s3-presigned-url:{url}}}"
 
 
 async def _sign(
