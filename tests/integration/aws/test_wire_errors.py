@@ -152,6 +152,37 @@ def test_presigned_s3_url(server: ServerProcess, clock_off: Any) -> None:
     assert expired.status_code == 403 and b"<Code>AccessDenied</Code>" in expired.content
 
 
+def test_presigned_s3_url_boto3_default(server: ServerProcess) -> None:
+    """Without `signature_version="s3v4"` boto3 presigns S3 URLs with signature v2."""
+    s3 = boto(server, "s3")
+    bucket = f"presign-{uuid.uuid4().hex[:6]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    first = s3.put_object(Bucket=bucket, Key="dir/fw 1.bin", Body=b"first")["VersionId"]
+    s3.put_object(Bucket=bucket, Key="dir/fw 1.bin", Body=b"second")
+    url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "dir/fw 1.bin"}, ExpiresIn=60
+    )
+    assert "AWSAccessKeyId=" in url and "X-Amz-Algorithm" not in url
+    assert httpx.get(url).content == b"second"
+    pinned = s3.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": bucket, "Key": "dir/fw 1.bin", "VersionId": first},
+        ExpiresIn=60,
+    )
+    assert httpx.get(pinned).content == b"first"
+    forged = httpx.get(url.replace("fw%201", "fw%202"))
+    assert forged.status_code == 403 and b"SignatureDoesNotMatch" in forged.content
+    put = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": bucket, "Key": "up.bin"}, ExpiresIn=60
+    )
+    assert httpx.put(put, content=b"uploaded").status_code == 200
+    assert s3.get_object(Bucket=bucket, Key="up.bin")["Body"].read() == b"uploaded"
+    old = url.replace("Expires=", "Expires=1").split("Expires=")[0] + "Expires=1000000000"
+    expired = httpx.get(old)
+    assert expired.status_code == 403 and b"AccessDenied" in expired.content
+
+
 # -- validation in AWS's shape -------------------------------------------------------
 
 

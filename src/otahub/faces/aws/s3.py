@@ -129,16 +129,26 @@ class S3App:
             raw_path = scope.get("raw_path", scope["path"].encode()).decode()
             raw_query = scope.get("query_string", b"").decode()
             try:
-                signed = await sigv4.verify(
-                    method,
-                    raw_path,
-                    raw_query,
-                    headers,
-                    b"",
-                    self.services.accounts.lookup_key,
-                    self.clock.now(),
-                    double_encode=False,
-                )
+                if "authorization" not in headers and sigv4.is_v2_presigned(raw_query):
+                    signed = await sigv4.verify_v2_presigned(
+                        method,
+                        raw_path,
+                        raw_query,
+                        headers,
+                        self.services.accounts.lookup_key,
+                        self.clock.now(),
+                    )
+                else:
+                    signed = await sigv4.verify(
+                        method,
+                        raw_path,
+                        raw_query,
+                        headers,
+                        b"",
+                        self.services.accounts.lookup_key,
+                        self.clock.now(),
+                        double_encode=False,
+                    )
             except sigv4.SignatureError as err:
                 raise S3Error(err.s3_code, err.message) from None
             except AwsError as err:

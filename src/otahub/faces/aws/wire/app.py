@@ -87,7 +87,9 @@ class AwsApp:
         if self.s3 is not None:
             raw_headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
             raw_q = scope.get("query_string", b"").decode()
-            if sigv4.scope_service(raw_headers, raw_q) == "s3":
+            if sigv4.scope_service(raw_headers, raw_q) == "s3" or (
+                "authorization" not in raw_headers and sigv4.is_v2_presigned(raw_q)
+            ):
                 await self.s3(scope, receive, send)
                 return
         request_id = str(uuid.uuid4())

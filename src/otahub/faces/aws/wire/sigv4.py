@@ -8,13 +8,14 @@ which API the request is for (iot and iot-jobs-data share paths).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote
 
 from otahub.faces.aws.wire.errors import AwsError
 
@@ -199,3 +200,113 @@ def scope_service(headers: Mapping[str, str], raw_query: str = "") -> str | None
         return None
     parts = credential.split("/")
     return parts[3] if len(parts) == 5 else None
+
+
+# -- S3's legacy query-string signature (what boto3's s3 client presigns with when
+# it is not told `signature_version="s3v4"`): HMAC-SHA1 over the method, two
+# headers, the expiry, the x-amz- values and the resource. -----------------------------
+
+_V2_SUBRESOURCES = frozenset(
+    [
+        "accelerate",
+        "acl",
+        "cors",
+        "defaultObjectAcl",
+        "location",
+        "logging",
+        "partNumber",
+        "policy",
+        "requestPayment",
+        "torrent",
+        "versioning",
+        "versionId",
+        "versions",
+        "website",
+        "uploads",
+        "uploadId",
+        "response-content-type",
+        "response-content-language",
+        "response-expires",
+        "response-cache-control",
+        "response-content-disposition",
+        "response-content-encoding",
+        "delete",
+        "lifecycle",
+        "tagging",
+        "restore",
+        "storageClass",
+        "notification",
+        "replication",
+        "analytics",
+        "metrics",
+        "inventory",
+        "select",
+        "select-type",
+        "object-lock",
+    ]
+)
+
+
+def is_v2_presigned(raw_query: str) -> bool:
+    return "AWSAccessKeyId=" in raw_query and "Signature=" in raw_query
+
+
+async def verify_v2_presigned(
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    lookup: LookupSecret,
+    now: datetime,
+) -> Signed:
+    """Check an S3 presigned URL of signature version 2 (HmacV1 query auth)."""
+    pairs = parse_qsl(raw_query, keep_blank_values=True)
+    query = dict(pairs)
+    try:
+        access_key, signature = query["AWSAccessKeyId"], query["Signature"]
+        expires = int(query["Expires"])
+    except (KeyError, ValueError):
+        raise SignatureError(
+            "IncompleteSignatureException",
+            "Query-string authentication needs AWSAccessKeyId, Signature and Expires",
+            "AccessDenied",
+        ) from None
+    if now.timestamp() > expires:
+        raise SignatureError("InvalidSignatureException", "Request has expired", "AccessDenied")
+    found = await lookup(access_key)
+    if found is None:
+        raise SignatureError(
+            "UnrecognizedClientException",
+            "The AWS Access Key Id you provided does not exist in our records.",
+            "InvalidAccessKeyId",
+        )
+    secret, account = found
+    amz = sorted((k.lower(), v) for k, v in pairs if k.lower().startswith("x-amz-"))
+    resource = raw_path
+    interesting = sorted(
+        (k, v)
+        for k, v in (p.split("=", 1) if "=" in p else (p, None) for p in raw_query.split("&"))
+        if k in _V2_SUBRESOURCES
+    )
+    if interesting:
+        resource += "?" + "&".join(k if v is None else f"{k}={unquote(v)}" for k, v in interesting)
+    to_sign = "\n".join(
+        [
+            method.upper(),
+            query.get("content-md5", headers.get("content-md5", "")),
+            query.get("content-type", headers.get("content-type", "")),
+            str(expires),
+            *(f"{k}:{v}" for k, v in amz),
+            resource,
+        ]
+    )
+    expected = base64.b64encode(
+        hmac.new(secret.encode(), to_sign.encode(), hashlib.sha1).digest()
+    ).decode()
+    if not hmac.compare_digest(expected, signature):
+        raise SignatureError(
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided.",
+            "SignatureDoesNotMatch",
+        )
+    return Signed(access_key, account, "us-east-1", "s3")
