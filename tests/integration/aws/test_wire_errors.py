@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import importlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -181,6 +182,47 @@ def test_presigned_s3_url_boto3_default(server: ServerProcess) -> None:
     old = url.replace("Expires=", "Expires=1").split("Expires=")[0] + "Expires=1000000000"
     expired = httpx.get(old)
     assert expired.status_code == 403 and b"AccessDenied" in expired.content
+
+
+def test_epoch_seconds_and_no_nulls(server: ServerProcess) -> None:
+    """Timestamps are JSON numbers of seconds (jobs-data: integers); absent members
+    are left out, never null."""
+    iot, jobs = boto(server, "iot"), boto(server, "iot-jobs-data")
+    raw: list[Any] = []
+    for client in (iot, jobs):
+        client.meta.events.register(
+            "after-call", lambda http_response, **_: raw.append(json.loads(http_response.content))
+        )
+    thing = f"ts-{uuid.uuid4().hex[:6]}"
+    arn = iot.create_thing(thingName=thing)["thingArn"]
+    job_id = f"ts-{uuid.uuid4().hex[:6]}"
+    iot.create_job(jobId=job_id, targets=[arn], document="{}")
+    raw.clear()
+    iot.describe_job(jobId=job_id)
+    job = raw[-1]["job"]
+    now = dt.datetime.now(dt.UTC).timestamp()
+    assert isinstance(job["createdAt"], int | float) and abs(job["createdAt"] - now) < 60
+    assert "completedAt" not in job and "comment" not in job
+
+    def walk(value: Any) -> None:
+        assert value is not None
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(raw[-1])
+    ex = None
+    for _ in range(50):
+        pending = jobs.get_pending_job_executions(thingName=thing)["queuedJobs"]
+        if pending:
+            ex = raw[-1]["queuedJobs"][0]
+            break
+        time.sleep(0.2)
+    assert ex is not None and isinstance(ex["queuedAt"], int) and abs(ex["queuedAt"] - now) < 60
+    walk(raw[-1])
 
 
 # -- validation in AWS's shape -------------------------------------------------------
