@@ -53,7 +53,8 @@ BY_SERVICE = {"iot": _IOT, "iot-jobs-data": _JOBS_DATA, "signer": _SIGNER}
 
 def from_core(service: str, exc: core.OtahubError) -> AwsError:
     table = BY_SERVICE.get(service, _IOT)
-    code = next((c for cls, c in table.items() if isinstance(exc, cls)), "InternalFailureException")
+    internal = _INTERNAL.get(service, _INTERNAL["iot"])[0]
+    code = next((c for cls, c in table.items() if isinstance(exc, cls)), internal)
     members = {}
     if code == "ResourceAlreadyExistsException":
         for key in ("resource_id", "resource_arn"):
