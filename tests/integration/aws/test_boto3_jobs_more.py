@@ -230,6 +230,31 @@ def test_thing_group_hierarchy(iot: Any) -> None:
     assert iot.list_things_in_thing_group(thingGroupName=root, recursive=True)["things"] == [t]
     iot.remove_thing_from_thing_group(thingGroupName=leaf, thingName=t)
     assert iot.list_things_in_thing_group(thingGroupName=leaf)["things"] == []
+    v = iot.update_thing_group(
+        thingGroupName=leaf,
+        thingGroupProperties={
+            "thingGroupDescription": "the leaves",
+            "attributePayload": {"attributes": {"site": "A", "floor": "2"}},
+        },
+    )["version"]
+    assert v == 2
+    with pytest.raises(iot.exceptions.VersionConflictException):
+        iot.update_thing_group(
+            thingGroupName=leaf,
+            expectedVersion=1,
+            thingGroupProperties={"thingGroupDescription": "x"},
+        )
+    iot.update_thing_group(
+        thingGroupName=leaf,
+        expectedVersion=2,
+        thingGroupProperties={"attributePayload": {"attributes": {"floor": "3"}, "merge": True}},
+    )
+    described = iot.describe_thing_group(thingGroupName=leaf)
+    assert described["version"] == 3
+    assert described["thingGroupProperties"] == {
+        "thingGroupDescription": "the leaves",
+        "attributePayload": {"attributes": {"site": "A", "floor": "3"}},
+    }
     iot.delete_thing_group(thingGroupName=leaf)
     iot.delete_thing_group(thingGroupName=leaf)  # a missing group: 200, as AWS
     with pytest.raises(iot.exceptions.ResourceNotFoundException):

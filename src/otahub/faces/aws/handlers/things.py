@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from otahub.core.errors import AlreadyExists, InvalidRequest
+from otahub.core.errors import AlreadyExists, InvalidRequest, VersionConflict
 from otahub.faces.aws import fleet_query
 from otahub.faces.aws.handlers import handles
 from otahub.faces.aws.handlers.common import thing
@@ -199,6 +199,39 @@ async def describe_thing_group(ctx: AwsContext, p: dict[str, Any]) -> dict[str, 
 @handles("iot", "DeleteThingGroup")
 async def delete_thing_group(ctx: AwsContext, p: dict[str, Any]) -> None:
     await ctx.services.registry.delete_group(ctx.tenant_id, p["thingGroupName"])
+
+
+@handles("iot", "UpdateThingGroup")
+async def update_thing_group(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
+    """Description and attributes (merged when attributePayload.merge); the version
+    grows by one and expectedVersion must name the current one."""
+    g = await ctx.services.registry.get_group(ctx.tenant_id, p["thingGroupName"])
+    props = p["thingGroupProperties"]
+    payload = props.get("attributePayload")
+    attributes = dict(g.attributes)
+    if payload is not None:
+        given = payload.get("attributes") or {}
+        attributes = {**attributes, **given} if payload.get("merge") else dict(given)
+        attributes = {k: v for k, v in attributes.items() if v != ""}  # "" removes one
+    description = props.get("thingGroupDescription", g.description)
+    async with ctx.services.ctx.db.transaction() as conn:
+        cond = [device_groups.c.id == g.id]
+        if p.get("expectedVersion") is not None:
+            cond.append(device_groups.c.version == p["expectedVersion"])
+        done = await conn.execute(
+            update(device_groups)
+            .where(*cond)
+            .values(
+                description=description,
+                attributes=attributes,
+                version=device_groups.c.version + 1,
+            )
+        )
+    if done.rowcount == 0:
+        raise VersionConflict(
+            f"thing group {g.name} is at version {g.version}, not {p.get('expectedVersion')}"
+        )
+    return {"version": g.version + 1}
 
 
 @handles("iot", "DeleteDynamicThingGroup")
