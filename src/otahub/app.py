@@ -47,7 +47,11 @@ class FaceRouter:
         headers = dict(scope.get("headers") or [])
         auth = headers.get(b"authorization", b"")
         query = scope.get("query_string", b"")
-        if auth.startswith(b"AWS4-HMAC-SHA256") or b"X-Amz-Algorithm=" in query:
+        if (
+            auth.startswith(b"AWS4-HMAC-SHA256")
+            or b"X-Amz-Algorithm=" in query
+            or (b"AWSAccessKeyId=" in query and b"Signature=" in query)  # S3 presigned v2
+        ):
             return "aws"
         if b"Action=" in query or b"SignatureNonce=" in query:
             return "aliyun"

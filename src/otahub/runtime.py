@@ -28,6 +28,7 @@ from otahub.faces.aliyun.protocol.ratelimits import limiter_from_spec
 from otahub.faces.aws.handlers import all_handlers
 from otahub.faces.aws.s3 import S3App
 from otahub.faces.aws.wire.app import AwsApp, AwsDeps
+from otahub.faces.aws.wire.throttle import AccountThrottle
 from otahub.gateway.aws.documents import DocumentRenderer
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.embedded.pki import CertificateAuthority
@@ -109,6 +110,9 @@ class Runtime:
                 self.ca.issue_device,
             ),
             s3=S3App(self.services, self.objects, self.clock),
+            throttle=AccountThrottle.from_settings(
+                self.clock, self.settings.aws_request_rate, self.settings.aws_request_burst
+            ),
         )
         self._start_aliyun_face()
         self.bridge = DeviceBridge(

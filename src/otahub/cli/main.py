@@ -57,6 +57,22 @@ def main() -> None:
     help="s3://bucket?endpoint=http://host:port for an S3-compatible store "
     "(default: files in the data dir)",
 )
+@click.option(
+    "--aws-request-rate",
+    envvar="OTAHUB_AWS_REQUEST_RATE",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="AWS API requests a second each account may make (0: no limit); over it: "
+    "ThrottlingException",
+)
+@click.option(
+    "--aws-request-burst",
+    envvar="OTAHUB_AWS_REQUEST_BURST",
+    default=None,
+    type=float,
+    help="requests an account may make at once (default: the rate)",
+)
 @click.option("--log-level", envvar="OTAHUB_LOG_LEVEL", default="info", show_default=True)
 def serve(
     host: str,
@@ -68,6 +84,8 @@ def serve(
     public_host: str | None,
     broker_url: str | None,
     blob_url: str | None,
+    aws_request_rate: float,
+    aws_request_burst: float | None,
     log_level: str,
 ) -> None:
     """Run the server: HTTP APIs, device gateway and rollout engine in one process."""
@@ -84,6 +102,8 @@ def serve(
         log_level=log_level,
         broker_url=broker_url,
         blob_url=blob_url,
+        aws_request_rate=aws_request_rate,
+        aws_request_burst=aws_request_burst,
         access_key_id=os.environ.get("OTAHUB_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("OTAHUB_SECRET_ACCESS_KEY"),
         aliyun_rate_limits=os.environ.get("OTAHUB_ALIYUN_RATE_LIMITS"),

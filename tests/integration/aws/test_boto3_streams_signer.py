@@ -92,7 +92,10 @@ def test_signing_profile_and_job(signer: Any, s3: Any) -> None:
 
 
 def self_signed(cn: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
+    return self_signed_with_key(cn, ec.generate_private_key(ec.SECP256R1()))
+
+
+def self_signed_with_key(cn: str, key: ec.EllipticCurvePrivateKey) -> str:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = dt.datetime.now(dt.UTC)
     cert = (
