@@ -102,6 +102,10 @@ class PackageService:
                 raise NotFound(f"package {ref} not found")
             return await load_package(conn, row.id)
 
+    async def get_package_by_id(self, package_id: int) -> Package:
+        async with self.ctx.db.read() as conn:
+            return await load_package(conn, package_id)
+
     async def set_verify_state(self, package_id: int, state: VerifyState) -> None:
         async with self.ctx.db.transaction() as conn:
             await conn.execute(

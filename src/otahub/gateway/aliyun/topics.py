@@ -1,0 +1,232 @@
+"""The Alibaba device dialect: `/ota/device/...` and `/sys/.../thing/...` topics
+(specs §5.3-§5.6) on the core's executions.
+
+- inform: records the module's version and settles the tasks it completes (success
+  is the version report, not step 100); re-pushes tasks already notified, because a
+  push sent before the device subscribed was lost (linkkit subscribes by hand).
+- progress: 1..100 moves the task IN_PROGRESS (the job's timeout starts there),
+  -1..-4 fails it, and the job's retry policy decides whether it comes back.
+- firmware/get: the device's task, marked NOTIFIED; how NeedPush=false devices
+  learn of their tasks.
+- file/download: blocks of the package file in the binary frame.
+- notifications: an upgrade push for each newly released (NOTIFIED) task.
+
+Any inbound message also marks its device online: external brokers report no
+presence, and the engine pushes only to online devices.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from otahub.core.clock import Clock
+from otahub.core.entities import Device, Execution, Job, Package
+from otahub.core.errors import InvalidStateTransition, NotFound, VersionConflict
+from otahub.core.services import Report, Services
+from otahub.core.states import ExecutionStatus, JobStatus
+from otahub.gateway.aliyun.codec import (
+    DEFAULT_MODULE,
+    CodecError,
+    Topic,
+    build_get_reply,
+    build_topic,
+    build_upgrade_push,
+    parse_firmware_get,
+    parse_inform,
+    parse_progress,
+    parse_topic,
+)
+from otahub.gateway.aliyun.file_download import FileDownloads
+from otahub.gateway.aliyun.upgrade import Presign, upgrade_info
+from otahub.gateway.aws.jobs_mqtt import Outgoing
+from otahub.gateway.aws.streams_mqtt import ReadRange
+
+log = logging.getLogger("otahub.gateway.aliyun")
+S = ExecutionStatus
+STARTED = (S.NOTIFIED, S.IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A pending execution with its job and package."""
+
+    execution: Execution
+    job: Job
+    package: Package
+
+    @property
+    def released(self) -> bool:
+        return self.execution.released_at is not None
+
+
+class AliyunTopics:
+    def __init__(
+        self,
+        services: Services,
+        clock: Clock,
+        read_range: ReadRange,
+        presign: Presign | None = None,
+    ) -> None:
+        self.services = services
+        self.clock = clock
+        self.presign = presign
+        self.files = FileDownloads(read_range)
+        self._ids = itertools.count()
+
+    # -- inbound --------------------------------------------------------------------
+
+    async def handle(self, device: Device, topic: str, payload: bytes) -> list[Outgoing]:
+        parsed = parse_topic(topic)
+        if parsed is None:
+            return []
+        if (parsed.product_key, parsed.device_name) != (device.product_key, device.name):
+            log.info("message on another device's topic dropped", extra={"topic": topic})
+            return []
+        if not device.connected:
+            await self.services.registry.set_connected(device.id, True)
+        try:
+            if parsed.kind == "inform":
+                return await self._inform(device, payload)
+            if parsed.kind == "progress":
+                await self._progress(device, payload)
+                return []
+            if parsed.kind == "firmware_get":
+                return await self._firmware_get(device, parsed, payload)
+            if parsed.kind == "file_download":
+                return await self._file_download(device, parsed, payload)
+        except CodecError as exc:
+            log.info("malformed device message dropped: %s", exc, extra={"topic": topic})
+        return []
+
+    async def _inform(self, device: Device, payload: bytes) -> list[Outgoing]:
+        report = parse_inform(payload)
+        await self.services.registry.report_version(device.id, report.module, report.version)
+        await self.services.executions.settle_by_version(device.id, report.module, report.version)
+        tasks = await self.tasks(device)
+        return self._pushes(
+            device,
+            [
+                t
+                for t in tasks
+                if t.job.need_push
+                and t.execution.status in STARTED
+                and t.package.module == report.module
+            ],
+            to_requester=True,
+        )
+
+    async def _progress(self, device: Device, payload: bytes) -> None:
+        report = parse_progress(payload)
+        task = _for_module(await self.tasks(device), report.module)
+        if task is None:
+            log.info(
+                "progress without a task dropped",
+                extra={"device": device.id, "module": report.module},
+            )
+            return
+        ex = task.execution
+        details = {"step": str(report.step), "desc": report.desc[:1000]}
+        if report.failure is not None:
+            reason = f"{report.failure.meaning}: {report.desc}" if report.desc else None
+            status = Report(
+                S.FAILED,
+                status_details=details,
+                execution_number=ex.execution_number,
+                reason=(reason or report.failure.meaning)[:1000],
+            )
+        else:
+            status = Report(
+                S.IN_PROGRESS,
+                status_details=details,
+                execution_number=ex.execution_number,
+                progress=report.step,
+            )
+        try:
+            await self.services.executions.report(ex.job_id, device.id, status)
+        except (InvalidStateTransition, VersionConflict) as exc:
+            log.info("progress not applied: %s", exc, extra={"device": device.id})
+
+    async def _firmware_get(self, device: Device, topic: Topic, payload: bytes) -> list[Outgoing]:
+        query = parse_firmware_get(payload)
+        reply = build_topic("firmware_get_reply", topic.product_key, topic.device_name)
+        # A pushed job's task is handed out once released, so the rate limit holds.
+        tasks = [t for t in await self.tasks(device) if t.released or not t.job.need_push]
+        task = _for_module(tasks, query.module, any_module=query.module == DEFAULT_MODULE)
+        if task is None:
+            return [Outgoing(reply, build_get_reply(query.id, None))]
+        try:
+            info = upgrade_info(task.job, task.package, device, self.presign)
+        except ValueError as exc:
+            log.warning("task cannot be described: %s", exc, extra={"job": task.job.ref})
+            return [Outgoing(reply, build_get_reply(query.id, None))]
+        await self.services.executions.mark_notified(task.execution.key)
+        return [Outgoing(reply, build_get_reply(query.id, info))]
+
+    async def _file_download(self, device: Device, topic: Topic, payload: bytes) -> list[Outgoing]:
+        reply = build_topic("file_download_reply", topic.product_key, topic.device_name)
+        packages = {t.package.id: t.package for t in await self.tasks(device) if t.released}
+        return [Outgoing(reply, await self.files.answer(payload, packages))]
+
+    # -- outbound -------------------------------------------------------------------
+
+    async def notifications(self, device: Device, kinds: Sequence[str]) -> list[Outgoing]:
+        """The upgrade push for tasks the engine just released (QUEUED -> NOTIFIED)."""
+        if "released" not in kinds:
+            return []
+        tasks = await self.tasks(device)
+        return self._pushes(
+            device,
+            [t for t in tasks if t.job.need_push and t.execution.status is S.NOTIFIED],
+            to_requester=False,
+        )
+
+    def _pushes(
+        self, device: Device, tasks: Sequence[Task], *, to_requester: bool
+    ) -> list[Outgoing]:
+        if not tasks or not device.product_key:
+            return []
+        topic = build_topic("upgrade", device.product_key, device.name)
+        out = []
+        for t in tasks:
+            try:
+                info = upgrade_info(t.job, t.package, device, self.presign)
+                payload = build_upgrade_push(info, message_id=self._message_id())
+            except ValueError as exc:
+                log.warning("task cannot be pushed: %s", exc, extra={"job": t.job.ref})
+                continue
+            out.append(Outgoing(topic, payload, to_requester=to_requester))
+        return out
+
+    def _message_id(self) -> int:
+        # Alibaba's push ids are epoch milliseconds; the counter keeps them unique.
+        return int(self.clock.now().timestamp() * 1000) + next(self._ids) % 1000
+
+    # -- reading --------------------------------------------------------------------
+
+    async def tasks(self, device: Device) -> list[Task]:
+        """The device's pending tasks in running jobs with a package: IN_PROGRESS
+        first, then by queue time (CONFIRM tasks are not pending)."""
+        pending = await self.services.executions.pending_for_device(
+            device.id, include_unreleased=True
+        )
+        found = []
+        for ex in pending:
+            try:
+                job = await self.services.jobs.get_job_by_id(ex.job_id)
+                if job.status is not JobStatus.IN_PROGRESS or job.package_id is None:
+                    continue
+                package = await self.services.packages.get_package_by_id(job.package_id)
+            except NotFound:
+                continue  # deleted meanwhile
+            found.append(Task(ex, job, package))
+        return found
+
+
+def _for_module(tasks: Sequence[Task], module: str, *, any_module: bool = False) -> Task | None:
+    for t in tasks:
+        if t.package.module == module:
+            return t
+    return tasks[0] if any_module and tasks else None
