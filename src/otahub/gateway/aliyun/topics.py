@@ -30,6 +30,7 @@ from otahub.core.states import ExecutionStatus, JobStatus
 from otahub.gateway.aliyun.codec import (
     DEFAULT_MODULE,
     CodecError,
+    ProgressReport,
     Topic,
     build_get_reply,
     build_topic,
@@ -120,34 +121,24 @@ class AliyunTopics:
 
     async def _progress(self, device: Device, payload: bytes) -> None:
         report = parse_progress(payload)
-        task = _for_module(await self.tasks(device), report.module)
-        if task is None:
-            log.info(
-                "progress without a task dropped",
-                extra={"device": device.id, "module": report.module},
-            )
-            return
-        ex = task.execution
-        details = {"step": str(report.step), "desc": report.desc[:1000]}
-        if report.failure is not None:
-            reason = f"{report.failure.meaning}: {report.desc}" if report.desc else None
-            status = Report(
-                S.FAILED,
-                status_details=details,
-                execution_number=ex.execution_number,
-                reason=(reason or report.failure.meaning)[:1000],
-            )
-        else:
-            status = Report(
-                S.IN_PROGRESS,
-                status_details=details,
-                execution_number=ex.execution_number,
-                progress=report.step,
-            )
-        try:
-            await self.services.executions.report(ex.job_id, device.id, status)
-        except (InvalidStateTransition, VersionConflict) as exc:
-            log.info("progress not applied: %s", exc, extra={"device": device.id})
+        for _ in range(3):  # the engine may change the task meanwhile (a timeout)
+            task = _for_module(await self.tasks(device), report.module)
+            if task is None:
+                log.info(
+                    "progress without a task dropped",
+                    extra={"device": device.id, "ota_module": report.module},
+                )
+                return
+            try:
+                await self.services.executions.report(
+                    task.execution.job_id, device.id, _progress_report(task.execution, report)
+                )
+                return
+            except VersionConflict:
+                continue
+            except InvalidStateTransition as exc:
+                log.info("progress not applied: %s", exc, extra={"device": device.id})
+                return
 
     async def _firmware_get(self, device: Device, topic: Topic, payload: bytes) -> list[Outgoing]:
         query = parse_firmware_get(payload)
@@ -223,6 +214,24 @@ class AliyunTopics:
                 continue  # deleted meanwhile
             found.append(Task(ex, job, package))
         return found
+
+
+def _progress_report(ex: Execution, report: ProgressReport) -> Report:
+    details = {"step": str(report.step), "desc": report.desc[:1000]}
+    if report.failure is None:
+        return Report(
+            S.IN_PROGRESS,
+            status_details=details,
+            execution_number=ex.execution_number,
+            progress=report.step,
+        )
+    reason = f"{report.failure.meaning}: {report.desc}" if report.desc else report.failure.meaning
+    return Report(
+        S.FAILED,
+        status_details=details,
+        execution_number=ex.execution_number,
+        reason=reason[:1000],
+    )
 
 
 def _for_module(tasks: Sequence[Task], module: str, *, any_module: bool = False) -> Task | None:
