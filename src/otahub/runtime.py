@@ -122,6 +122,7 @@ class Runtime:
                 self.settings.broker_url,
                 self.bridge,
                 client_id=f"otahub-{socket.gethostname()}-{self.settings.port}",
+                share_group=self.settings.share_group,
                 owns_aws_topics=self.lease.held,
             )
             self._tasks += [

@@ -85,6 +85,7 @@ def serve(
         blob_url=blob_url,
         access_key_id=os.environ.get("OTAHUB_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("OTAHUB_SECRET_ACCESS_KEY"),
+        share_group=os.environ.get("OTAHUB_SHARE_GROUP") or "otahub",
     )
     configure(log_level)
     try:

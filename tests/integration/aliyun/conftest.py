@@ -49,6 +49,8 @@ def _server(tmp: pytest.TempPathFactory, name: str, *args: str) -> Iterator[Serv
             "OTAHUB_ACCESS_KEY_ID": KEY,
             "OTAHUB_SECRET_ACCESS_KEY": SECRET,
             "OTAHUB_DATABASE_URL": url,
+            # Mosquitto is shared: old sessions in the default group would take a share.
+            "OTAHUB_SHARE_GROUP": f"g{db[-10:]}",
         },
         args=list(args),
     )

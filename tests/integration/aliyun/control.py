@@ -170,3 +170,12 @@ class AliyunControl:
         return dict(
             (await self.services.registry.get_device(self.tenant, dn, product_key=pk)).modules
         )
+
+    async def wait_online(self, pk: str, dn: str, seconds: float = 20) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            found = await self.services.registry.find_device(self.tenant, dn, pk)
+            if found is not None and found.connected:
+                return
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{dn} never came online")
