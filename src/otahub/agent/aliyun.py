@@ -346,6 +346,7 @@ class AliyunAgent:
                     if data.get("bOffset") == offset and reply.block:
                         return reply.block
             except TimeoutError:
+                log.info("no answer for the block at %d; asking again", offset)
                 continue
         raise UpdateFailed(ProgressFailure.DOWNLOAD_FAILED, f"no block at offset {offset}")
 

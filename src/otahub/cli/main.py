@@ -83,9 +83,9 @@ def serve(
         log_level=log_level,
         broker_url=broker_url,
         blob_url=blob_url,
+        share_group=os.environ.get("OTAHUB_SHARE_GROUP") or "otahub",
         access_key_id=os.environ.get("OTAHUB_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("OTAHUB_SECRET_ACCESS_KEY"),
-        share_group=os.environ.get("OTAHUB_SHARE_GROUP") or "otahub",
     )
     configure(log_level)
     try:

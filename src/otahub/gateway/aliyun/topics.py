@@ -2,8 +2,10 @@
 (specs §5.3-§5.6) on the core's executions.
 
 - inform: records the module's version and settles the tasks it completes (success
-  is the version report, not step 100); re-pushes tasks already notified, because a
-  push sent before the device subscribed was lost (linkkit subscribes by hand).
+  is the version report, not step 100); a task in progress fails when the device
+  comes back with a version that is neither the one it ran nor the target; tasks
+  already notified are pushed again, because a push sent before the device
+  subscribed was lost (linkkit subscribes by hand).
 - progress: 1..100 moves the task IN_PROGRESS (the job's timeout starts there),
   -1..-4 fails it, and the job's retry policy decides whether it comes back.
 - firmware/get: the device's task, marked NOTIFIED; how NeedPush=false devices
@@ -104,20 +106,40 @@ class AliyunTopics:
 
     async def _inform(self, device: Device, payload: bytes) -> list[Outgoing]:
         report = parse_inform(payload)
+        before = await self._installed(device, report.module)
         await self.services.registry.report_version(device.id, report.module, report.version)
         await self.services.executions.settle_by_version(device.id, report.module, report.version)
-        tasks = await self.tasks(device)
+        tasks = [t for t in await self.tasks(device) if t.package.module == report.module]
+        if before is not None and report.version != before:
+            # Neither the version it ran nor the target: that upgrade went wrong.
+            for t in [t for t in tasks if t.execution.status is S.IN_PROGRESS]:
+                await self._fail_unexpected(device, t, report.version)
+                tasks.remove(t)
         return self._pushes(
             device,
-            [
-                t
-                for t in tasks
-                if t.job.need_push
-                and t.execution.status in STARTED
-                and t.package.module == report.module
-            ],
+            [t for t in tasks if t.job.need_push and t.execution.status in STARTED],
             to_requester=True,
         )
+
+    async def _installed(self, device: Device, module: str) -> str | None:
+        try:
+            found = await self.services.registry.get_device(
+                device.tenant_id, device.name, product_key=device.product_key or ""
+            )
+        except NotFound:
+            return None
+        return found.modules.get(module)
+
+    async def _fail_unexpected(self, device: Device, task: Task, version: str) -> None:
+        reason = f"the device reported version {version}, not {task.package.version}"
+        try:
+            await self.services.executions.report(
+                task.execution.job_id,
+                device.id,
+                Report(S.FAILED, execution_number=task.execution.execution_number, reason=reason),
+            )
+        except (InvalidStateTransition, VersionConflict) as exc:
+            log.info("unexpected version not applied: %s", exc, extra={"device": device.id})
 
     async def _progress(self, device: Device, payload: bytes) -> None:
         report = parse_progress(payload)

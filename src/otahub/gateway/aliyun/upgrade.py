@@ -2,8 +2,9 @@
 of the firmware/get answer, from the job, its package and the device (specs §5.4).
 
 The control plane keeps the Alibaba job and firmware options in `Job.data` and
-`Package.data`; the keys read here are listed in JOB_KEYS and PACKAGE_KEYS. Both a
-snake_case and the Alibaba parameter spelling are accepted.
+`Package.data` (faces/aliyun/firmware_data.py documents them); the keys read here
+are listed in JOB_KEYS and PACKAGE_KEYS, and a file's own digest in
+`PackageFile.attributes["sign"]` wins over the stored MD5 / SHA-256.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ JOB_KEYS = {
 PACKAGE_KEYS = {
     "sign_method": ("sign_method", "SignMethod"),
     "udi": ("udi", "Udi"),
-    "type": ("type", "Type"),
+    "type": ("firmware_type", "type", "Type"),
+    "multi_file": ("multi_file",),
 }
+FILE_SIGN = "sign"
 MQTT = "MQTT"
 
 
@@ -63,6 +66,9 @@ def sign_method(package: Package) -> str:
 
 
 def _sign(method: str, f: StoredFile) -> str | None:
+    given = f.attributes.get(FILE_SIGN)
+    if given:
+        return given
     return f.md5 if method.strip().upper() == "MD5" else f.sha256
 
 
@@ -89,7 +95,7 @@ def upgrade_info(
         "tags": job_tags(job),
         "udi": str(udi) if udi else None,
     }
-    if len(package.files) > 1:
+    if len(package.files) > 1 or _get(package.data, PACKAGE_KEYS["multi_file"]):
         files = []
         for f in package.files:
             url, sign = _url(device, f, presign), _sign(method, f)

@@ -390,3 +390,51 @@ async def test_malformed_and_foreign_messages_are_dropped(
     assert (await w.status(job, dev)).status is S.QUEUED
     # Any message from a device marks it online (external brokers tell no presence).
     assert (await w.reload(dev)).connected
+
+
+async def test_an_unexpected_version_fails_the_task_in_progress(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
+    w = await world(services, engine, clock)
+    dev = await w.device("dev-u")
+    job = await w.job([dev], await w.package())
+    await w.step()
+    inform = topic("inform", "dev-u")
+    await w.bridge.on_message(dev, inform, b'{"id":1,"params":{"version":"1.0.0"}}')
+    await w.bridge.on_message(dev, topic("progress", "dev-u"), b'{"id":1,"params":{"step":"40"}}')
+    # Reconnecting on the old version changes nothing.
+    [repush] = await w.bridge.on_message(dev, inform, b'{"id":1,"params":{"version":"1.0.0"}}')
+    assert repush.topic == topic("upgrade", "dev-u")
+    assert (await w.status(job, dev)).status is S.IN_PROGRESS
+    assert await w.bridge.on_message(dev, inform, b'{"id":1,"params":{"version":"1.5.0"}}') == []
+    ex = await w.status(job, dev)
+    assert ex.status is S.FAILED
+    assert ex.reason == "the device reported version 1.5.0, not 2.0.0"
+
+
+async def test_package_data_of_the_control_plane(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
+    """`firmware_type`, and a file's own digest in `attributes["sign"]`."""
+    w = await world(services, engine, clock)
+    dev = await w.device("dev-d")
+    pkg = await services.packages.create_package(
+        w.tenant,
+        name="diff",
+        version="2.0.1",
+        files=[
+            PackageFile(
+                0,
+                "d.bin",
+                blob_key="fw/2.0.0",
+                size=len(FIRMWARE),
+                md5=hashlib.md5(FIRMWARE).hexdigest(),
+                attributes={"sign": "ab" * 16},
+            )
+        ],
+        data={"firmware_type": 1, "sign_method": "MD5"},
+    )
+    await w.job([dev], pkg.id, data={"tags": {"a": "b"}})
+    [(_, push)] = await w.step()
+    data = body(push)["data"]
+    assert (data["isDiff"], data["sign"], data["extData"]) == (1, "ab" * 16, {"a": "b"})

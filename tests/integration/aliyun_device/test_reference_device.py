@@ -16,7 +16,7 @@ import httpx
 
 from otahub.agent.aliyun import AliyunAgent, AliyunAgentConfig, mqtt_client
 from otahub.core.states import ExecutionStatus
-from tests.integration.aliyun.control import AliyunControl
+from tests.integration.aliyun_device.control import AliyunControl
 from tests.integration.server import ServerProcess
 
 S = ExecutionStatus

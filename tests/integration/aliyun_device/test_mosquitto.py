@@ -14,8 +14,8 @@ import pytest
 
 from otahub.agent.aliyun import AliyunAgent, AliyunAgentConfig, mqtt_client
 from otahub.core.states import ExecutionStatus
-from tests.integration.aliyun.conftest import LinkkitDevice, open_control
-from tests.integration.aliyun.control import AliyunControl
+from tests.integration.aliyun_device.conftest import LinkkitDevice, open_control
+from tests.integration.aliyun_device.control import AliyunControl
 from tests.integration.server import ServerProcess
 
 pytestmark = pytest.mark.mosquitto
@@ -59,7 +59,7 @@ async def test_reference_device_mqtt_download_through_mosquitto(
         httpx.AsyncClient() as http,
         mqtt_client(pk, "ref-mosq", secret, "127.0.0.1", 1883) as client,
     ):
-        device = AliyunAgent(client, AliyunAgentConfig(pk, "ref-mosq", tmp_path, timeout=5), http)
+        device = AliyunAgent(client, AliyunAgentConfig(pk, "ref-mosq", tmp_path, timeout=10), http)
         await device.start()
         try:
             await device.report_version()

@@ -25,7 +25,7 @@ from tests.conftest import (
     _drop_pg_database,
     need_service,
 )
-from tests.integration.aliyun.control import AliyunControl
+from tests.integration.aliyun_device.control import AliyunControl
 from tests.integration.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -6,6 +6,7 @@ check, progress, the new version; the verify job's firmware becomes verified."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import hashlib
 import os
 from pathlib import Path
@@ -13,8 +14,8 @@ from pathlib import Path
 import httpx
 
 from otahub.core.states import ExecutionStatus, VerifyState
-from tests.integration.aliyun.conftest import LinkkitDevice
-from tests.integration.aliyun.control import AliyunControl
+from tests.integration.aliyun_device.conftest import LinkkitDevice
+from tests.integration.aliyun_device.control import AliyunControl
 from tests.integration.server import ServerProcess
 
 S = ExecutionStatus
@@ -75,3 +76,25 @@ async def test_verify_job_with_linkkit_devices(
     finally:
         plain.stop()
         tls.stop()
+
+
+async def test_offline_linkkit_device_is_pushed_when_it_connects(
+    server: ServerProcess, control: AliyunControl, tmp_path: Path
+) -> None:
+    pk = await control.product()
+    secret = await control.device(pk, "lk-late")
+    fw = await control.firmware(pk, IMAGE, "2.5.0")
+    job = await control.job(pk, fw, ["lk-late"])
+    await control.wait_task(job, pk, "lk-late", S.QUEUED)
+    await asyncio.sleep(1.5)  # a few engine ticks: nobody to push to
+    assert (await control.task(job, pk, "lk-late")).status is S.QUEUED
+    device = LinkkitDevice(
+        "127.0.0.1", str(server.mqtt_port), pk, "lk-late", secret, "1.0.0", str(tmp_path)
+    )
+    try:
+        ota = await device.expect("ota")
+        assert ota["version"] == "2.5.0" and ast.literal_eval(ota["extra"] or "{}") == {}
+        await device.expect("reported")
+        await control.wait_task(job, pk, "lk-late", S.SUCCEEDED)
+    finally:
+        device.stop()
