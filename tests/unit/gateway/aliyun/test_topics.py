@@ -438,3 +438,41 @@ async def test_package_data_of_the_control_plane(
     [(_, push)] = await w.step()
     data = body(push)["data"]
     assert (data["isDiff"], data["sign"], data["extData"]) == (1, "ab" * 16, {"a": "b"})
+
+
+GARBAGE: list[bytes] = [
+    b"",
+    b"null",
+    b"[]",
+    b"42",
+    b"{",
+    b"\xff\xfe\x00",
+    b'{"id":true,"params":{"version":"2.0.0"}}',
+    b'{"id":1.5,"params":{"step":"50"}}',
+    b'{"params":[1,2]}',
+    b'{"params":{"version":{"a":1},"module":5}}',
+    b'{"params":{"step":null}}',
+    b'{"params":{"step":"100","module":["x"]}}',
+    b'{"params":{"step":"1e9"}}',
+    b'{"params":{"fileInfo":{"streamId":"x","fileId":0},"fileBlock":{"size":1,"offset":0}}}',
+    b'{"params":{"fileInfo":{"streamId":1,"fileId":0},"fileBlock":{"size":999999,"offset":-5}}}',
+    b'{"params":{"fileInfo":[],"fileBlock":{}}}',
+    b"x" * 300_000,
+]
+
+
+async def test_garbage_never_escapes_the_dialect(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
+    w = await world(services, engine, clock)
+    dev = await w.device("dev-g")
+    await w.job([dev], await w.package(), data={"download_protocol": "MQTT"})
+    await w.step()
+    kinds = ["inform", "progress", "ota/firmware/get", "file/download"]
+    for kind in kinds:
+        for payload in GARBAGE:
+            out = await w.topics.handle(dev, topic(kind, "dev-g"), payload)
+            for message in out:  # only the protocol's answers
+                assert message.topic.endswith(("_reply", "/upgrade/a1TestPK/dev-g")), message
+    ex = (await w.topics.tasks(dev))[0].execution
+    assert ex.status in (S.NOTIFIED, S.IN_PROGRESS)
