@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from otahub.core.clock import Clock
 from otahub.core.entities import Device, Execution, Job, Package
@@ -50,6 +53,11 @@ from otahub.gateway.aws.streams_mqtt import ReadRange
 log = logging.getLogger("otahub.gateway.aliyun")
 S = ExecutionStatus
 STARTED = (S.NOTIFIED, S.IN_PROGRESS)
+# Pushes may describe a job or package this old (a tag changed by UpdateOTAJob
+# reaches the next pushes this much later); the job's tasks themselves are read fresh.
+CACHE_SECONDS = 2.0
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class AliyunTopics:
         self.presign = presign
         self.files = FileDownloads(read_range)
         self._ids = itertools.count()
+        self._jobs: _Recent[int, tuple[float, Job]] = _Recent(256)
+        self._packages: _Recent[int, tuple[float, Package]] = _Recent(256)
 
     # -- inbound --------------------------------------------------------------------
 
@@ -185,11 +195,13 @@ class AliyunTopics:
 
     # -- outbound -------------------------------------------------------------------
 
-    async def notifications(self, device: Device, kinds: Sequence[str]) -> list[Outgoing]:
+    async def notifications(
+        self, device: Device, kinds: Sequence[str], pending: list[Execution] | None = None
+    ) -> list[Outgoing]:
         """The upgrade push for tasks the engine just released (QUEUED -> NOTIFIED)."""
         if "released" not in kinds:
             return []
-        tasks = await self.tasks(device)
+        tasks = await self.tasks(device, pending, cached=True)
         return self._pushes(
             device,
             [t for t in tasks if t.job.need_push and t.execution.status is S.NOTIFIED],
@@ -219,23 +231,60 @@ class AliyunTopics:
 
     # -- reading --------------------------------------------------------------------
 
-    async def tasks(self, device: Device) -> list[Task]:
+    async def tasks(
+        self, device: Device, pending: list[Execution] | None = None, *, cached: bool = False
+    ) -> list[Task]:
         """The device's pending tasks in running jobs with a package: IN_PROGRESS
-        first, then by queue time (CONFIRM tasks are not pending)."""
-        pending = await self.services.executions.pending_for_device(
-            device.id, include_unreleased=True
-        )
+        first, then by queue time (CONFIRM tasks are not pending). `cached` lets a
+        burst of pushes share job and package reads for a moment."""
+        if pending is None:
+            pending = await self.services.executions.pending_for_device(
+                device.id, include_unreleased=True
+            )
         found = []
         for ex in pending:
             try:
-                job = await self.services.jobs.get_job_by_id(ex.job_id)
+                job = await self._job(ex.job_id, cached)
                 if job.status is not JobStatus.IN_PROGRESS or job.package_id is None:
                     continue
-                package = await self.services.packages.get_package_by_id(job.package_id)
+                package = await self._package(job.package_id, cached)
             except NotFound:
                 continue  # deleted meanwhile
             found.append(Task(ex, job, package))
         return found
+
+    async def _job(self, job_id: int, cached: bool) -> Job:
+        hit = self._jobs.get(job_id) if cached else None
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        job = await self.services.jobs.get_job_by_id(job_id)
+        self._jobs.put(job_id, (time.monotonic() + CACHE_SECONDS, job))
+        return job
+
+    async def _package(self, package_id: int, cached: bool) -> Package:
+        hit = self._packages.get(package_id) if cached else None
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        package = await self.services.packages.get_package_by_id(package_id)
+        self._packages.put(package_id, (time.monotonic() + CACHE_SECONDS, package))
+        return package
+
+
+class _Recent(Generic[K, V]):
+    """A small map that forgets its oldest entries."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        return self._items.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
 
 
 def _progress_report(ex: Execution, report: ProgressReport) -> Report:
