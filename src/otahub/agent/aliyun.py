@@ -10,16 +10,20 @@ The service, not the device, decides success: from the version report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import os
+import signal
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiomqtt
 import httpx
@@ -229,14 +233,26 @@ class AliyunAgent:
             if offer is not None:
                 return offer
 
-    async def run(self, stop: asyncio.Event) -> list[Outcome]:
-        """Report the version, ask for a task, then take pushes until `stop`."""
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        once: bool = False,
+    ) -> list[Outcome]:
+        """Report the version, ask for a task, then take pushes until `stop` (or
+        after the first update with `once`)."""
         done: list[Outcome] = []
         await self.report_version()
         offer = await self.ask()
         while not stop.is_set():
             if offer is not None and offer.version != self.version:
-                done.append(await self.apply(offer))
+                outcome = await self.apply(offer)
+                done.append(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+                if once:
+                    break
             offer = None
             waiter = asyncio.create_task(self.next_push(3600))
             stopper = asyncio.create_task(stop.wait())
@@ -363,3 +379,86 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
     with path.open("rb") as f:
         while block := f.read(1 << 20):
             yield block
+
+
+# -- as a command ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    product_key: str
+    device_name: str
+    secret: str
+
+
+def identity_from(options: Any) -> DeviceIdentity:
+    """The device a command's options name: `product_key`/`device_name`/
+    `device_secret` attributes, or `thing` as `{pk}/{dn}` with the secret in
+    OTAHUB_DEVICE_SECRET."""
+    pk = getattr(options, "product_key", None)
+    dn = getattr(options, "device_name", None)
+    if not (pk and dn):
+        pk, _, dn = str(getattr(options, "thing", "")).partition("/")
+    secret = getattr(options, "device_secret", None) or os.environ.get("OTAHUB_DEVICE_SECRET")
+    if not (pk and dn and secret):
+        raise ValueError(
+            "an Alibaba device needs --thing PRODUCT_KEY/DEVICE_NAME and its secret "
+            "in OTAHUB_DEVICE_SECRET"
+        )
+    return DeviceIdentity(pk, dn, secret)
+
+
+def run_device(options: Any) -> None:
+    """`otahub device run --dialect aliyun`: takes updates until SIGTERM (or one with
+    `once`), printing one JSON line per update; exits 1 when `once` did not succeed.
+    Reads `broker` (mqtt:// or mqtts:// with `ca`), `slot_dir`, `fail_self_test`,
+    `once` and `wait` from the options, like the AWS device."""
+    outcomes = asyncio.run(_run_device(options))
+    if getattr(options, "once", False) and not (outcomes and outcomes[0].succeeded):
+        raise SystemExit(1)
+
+
+async def _run_device(options: Any) -> list[Outcome]:
+    who = identity_from(options)
+    url = urlsplit(getattr(options, "broker", None) or "mqtt://127.0.0.1:1883")
+    tls = None
+    if url.scheme == "mqtts":
+        ca = getattr(options, "ca", None)
+        tls = ssl.create_default_context(cafile=str(ca) if ca else None)
+    fail = bool(getattr(options, "fail_self_test", False))
+    config = AliyunAgentConfig(
+        who.product_key,
+        who.device_name,
+        Path(options.slot_dir),
+        self_test=(lambda image: False) if fail else (lambda image: image.stat().st_size > 0),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, stop.set)
+    once = bool(getattr(options, "once", False))
+    if once:
+        loop.call_later(float(getattr(options, "wait", 60.0)), stop.set)
+    port = url.port or (8883 if tls else 1883)
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        mqtt_client(
+            who.product_key,
+            who.device_name,
+            who.secret,
+            url.hostname or "127.0.0.1",
+            port,
+            tls_context=tls,
+        ) as client,
+    ):
+        agent = AliyunAgent(client, config, http)
+        await agent.start()
+        try:
+            return await agent.run(stop, on_outcome=_print_outcome, once=once)
+        finally:
+            await agent.stop()
+
+
+def _print_outcome(outcome: Outcome) -> None:
+    print(json.dumps({**outcome.__dict__, "succeeded": outcome.succeeded}), flush=True)

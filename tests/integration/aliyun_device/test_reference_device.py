@@ -7,14 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import pytest
 
-from otahub.agent.aliyun import AliyunAgent, AliyunAgentConfig, mqtt_client
+from otahub.agent.aliyun import (
+    AliyunAgent,
+    AliyunAgentConfig,
+    identity_from,
+    mqtt_client,
+    run_device,
+)
 from otahub.core.states import ExecutionStatus
 from tests.integration.aliyun_device.control import AliyunControl
 from tests.integration.server import ServerProcess
@@ -136,3 +145,33 @@ async def test_run_loop_takes_a_push(
         stop.set()
         [outcome] = await asyncio.wait_for(running, 10)
         assert outcome.succeeded and outcome.version == "4.0.0"
+
+
+async def test_run_device_as_the_device_command_runs_it(
+    server: ServerProcess,
+    control: AliyunControl,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`otahub device run --dialect aliyun --thing PK/DN --once` calls run_device."""
+    pk = await control.product()
+    secret = await control.device(pk, "ref-cmd")
+    fw = await control.firmware(pk, IMAGE, "5.0.0")
+    job = await control.job(pk, fw, ["ref-cmd"])  # the device is offline: pushed on connect
+    monkeypatch.setenv("OTAHUB_DEVICE_SECRET", secret)
+    options = SimpleNamespace(
+        thing=f"{pk}/ref-cmd",
+        broker=f"mqtt://127.0.0.1:{server.mqtt_port}",
+        slot_dir=tmp_path / "cmd",
+        fail_self_test=False,
+        once=True,
+        wait=30.0,
+    )
+    await asyncio.to_thread(run_device, options)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["succeeded"] and printed["version"] == "5.0.0"
+    await control.wait_task(job, pk, "ref-cmd", S.SUCCEEDED)
+    monkeypatch.delenv("OTAHUB_DEVICE_SECRET")
+    with pytest.raises(ValueError):
+        identity_from(SimpleNamespace(thing="no-slash"))
