@@ -190,7 +190,9 @@ class AliyunTopics:
 
     async def _file_download(self, device: Device, topic: Topic, payload: bytes) -> list[Outgoing]:
         reply = build_topic("file_download_reply", topic.product_key, topic.device_name)
-        packages = {t.package.id: t.package for t in await self.tasks(device) if t.released}
+        # A file is read block by block: its package need not be read again each time.
+        tasks = await self.tasks(device, cached=True)
+        packages = {t.package.id: t.package for t in tasks if t.released}
         return [Outgoing(reply, await self.files.answer(payload, packages))]
 
     # -- outbound -------------------------------------------------------------------
