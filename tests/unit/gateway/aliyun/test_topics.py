@@ -476,3 +476,19 @@ async def test_garbage_never_escapes_the_dialect(
                 assert message.topic.endswith(("_reply", "/upgrade/a1TestPK/dev-g")), message
     ex = (await w.topics.tasks(dev))[0].execution
     assert ex.status in (S.NOTIFIED, S.IN_PROGRESS)
+
+
+async def test_a_failed_verify_task_fails_the_verification(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
+    w = await world(services, engine, clock)
+    ok, bad = await w.device("dev-ok"), await w.device("dev-bad")
+    pkg = await w.package(verify=True)
+    await w.job([ok, bad], pkg, is_verify=True)
+    assert len(await w.step()) == 2
+    await w.bridge.on_message(
+        ok, topic("inform", "dev-ok"), b'{"id":1,"params":{"version":"2.0.0"}}'
+    )
+    await w.bridge.on_message(bad, topic("progress", "dev-bad"), b'{"id":1,"params":{"step":"-2"}}')
+    await w.step()
+    assert (await services.packages.get_package_by_id(pkg)).verify_state is VerifyState.FAILED
