@@ -92,7 +92,7 @@ async def control(server: ServerProcess) -> AsyncIterator[AliyunControl]:
 class LinkkitDevice:
     """One linkkit device program in a subprocess; its events arrive as dicts."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, query: bool = False) -> None:
         if not LINKKIT_PYTHON.exists():
             pytest.skip("the linkkit environment is missing (make test creates it)")
         self.proc = subprocess.Popen(
@@ -100,7 +100,10 @@ class LinkkitDevice:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+            env={
+                **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                **({"LK_QUERY": "1"} if query else {}),
+            },
         )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []

@@ -3,11 +3,14 @@ customer would write it (specs §5.5). Run by the tests with the linkkit venv's
 python (paho-mqtt 1.6.1); prints one JSON line per event on stdout.
 
     python linkkit_device.py HOST PORT PK DN SECRET VERSION WORKDIR [CA_PEM_FILE]
+
+With LK_QUERY=1 in the environment it also asks for its task (firmware/get).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -37,6 +40,8 @@ def main() -> None:
         lk.subscribe_topic(f"/sys/{pk}/{dn}/thing/ota/firmware/get_reply")
         time.sleep(0.5)  # let the SUBACKs come back before the service answers
         lk.ota_report_version(None, version)
+        if os.environ.get("LK_QUERY"):  # a NeedPush=false task: ask for it
+            lk.query_ota_firmware()
 
     def on_ota(
         kind: int, new: str, size: object, url: str, method: str, sign: str, module: str, extra: str

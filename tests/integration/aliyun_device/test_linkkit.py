@@ -98,3 +98,31 @@ async def test_offline_linkkit_device_is_pushed_when_it_connects(
         await control.wait_task(job, pk, "lk-late", S.SUCCEEDED)
     finally:
         device.stop()
+
+
+async def test_linkkit_device_asks_for_a_need_push_false_task(
+    server: ServerProcess, control: AliyunControl, tmp_path: Path
+) -> None:
+    pk = await control.product()
+    secret = await control.device(pk, "lk-pull")
+    fw = await control.firmware(pk, IMAGE, "3.0.0", sign_method="SHA256")
+    job = await control.job(pk, fw, ["lk-pull"], need_push=False)
+    await control.wait_task(job, pk, "lk-pull", S.QUEUED)
+    device = LinkkitDevice(
+        "127.0.0.1",
+        str(server.mqtt_port),
+        pk,
+        "lk-pull",
+        secret,
+        "1.0.0",
+        str(tmp_path),
+        query=True,
+    )
+    try:
+        ota = await device.expect("ota")
+        assert ota["type"] == 2 and ota["version"] == "3.0.0"  # the get_reply
+        assert ota["sign"] == hashlib.sha256(IMAGE).hexdigest()
+        await device.expect("reported")
+        await control.wait_task(job, pk, "lk-pull", S.SUCCEEDED)
+    finally:
+        device.stop()
