@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from starlette.types import ASGIApp
 
@@ -16,6 +16,7 @@ from otahub.blobs.presign import PresignVerifier
 from otahub.config import Settings
 from otahub.core.clock import Clock, SystemClock
 from otahub.core.engine import Engine, EngineSettings
+from otahub.core.entities import Device
 from otahub.core.outbox import Notification, OutboxPublisher
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
@@ -29,6 +30,7 @@ from otahub.faces.aws.handlers import all_handlers
 from otahub.faces.aws.s3 import S3App
 from otahub.faces.aws.wire.app import AwsApp, AwsDeps
 from otahub.faces.aws.wire.throttle import AccountThrottle
+from otahub.gateway.aliyun.topics import AliyunTopics
 from otahub.gateway.aws.documents import DocumentRenderer
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.embedded.pki import CertificateAuthority
@@ -43,6 +45,7 @@ from otahub.store.migrate import migrate
 log = logging.getLogger("otahub.runtime")
 
 AWS_TOPICS_LEASE = 72_625_331  # advisory-lock key: who subscribes the `$aws` topics
+DEVICE_URL_EXPIRES_S = 3600  # the longest a presigned download URL may live
 
 
 class Runtime:
@@ -120,6 +123,7 @@ class Runtime:
             self.clock,
             self._read_range,
             default_tenant=tenant.id,
+            aliyun=AliyunTopics(self.services, self.clock, self._read_range, self._device_url),
             render_document=self.render_document,
         )
         self._tasks = [asyncio.create_task(self.engine.run(self._stop), name="engine")]
@@ -128,6 +132,7 @@ class Runtime:
                 self.settings.broker_url,
                 self.bridge,
                 client_id=f"otahub-{socket.gethostname()}-{self.settings.port}",
+                share_group=self.settings.share_group,
                 owns_aws_topics=self.lease.held,
             )
             self._tasks += [
@@ -205,6 +210,14 @@ class Runtime:
         if self.transport is None:
             raise RuntimeError("no device transport")
         await self.transport.sink(batch)
+
+    def _device_url(self, device: Device, blob_key: str) -> str:
+        """A download URL of otahub for one device (Alibaba pushes carry it)."""
+        assert self.downloads is not None
+        params = self.downloads.sign(
+            blob_key, device_id=str(device.id), expires_in=DEVICE_URL_EXPIRES_S
+        )
+        return f"{self.settings.http_base}/dl/{quote(blob_key)}?{urlencode(params)}"
 
     async def _read_range(self, blob_key: str, start: int, length: int) -> bytes:
         return b"".join([c async for c in self.blobs.open_range(blob_key, start, start + length)])

@@ -104,6 +104,7 @@ def serve(
         blob_url=blob_url,
         aws_request_rate=aws_request_rate,
         aws_request_burst=aws_request_burst,
+        share_group=os.environ.get("OTAHUB_SHARE_GROUP") or "otahub",
         access_key_id=os.environ.get("OTAHUB_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("OTAHUB_SECRET_ACCESS_KEY"),
         aliyun_rate_limits=os.environ.get("OTAHUB_ALIYUN_RATE_LIMITS"),

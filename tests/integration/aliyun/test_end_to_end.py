@@ -1,8 +1,6 @@
 """The SDK's control plane and a device together: a verify job created with
 aliyun-python-sdk-iot reaches otahub's reference Alibaba device over the embedded
 broker, the device updates, the firmware is verified and a batch job is allowed.
-
-Needs the device side (`otahub.agent.aliyun`); skipped where it is not present.
 """
 
 from __future__ import annotations
@@ -14,13 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 from aliyunsdkcore.client import AcsClient
 
+from otahub.agent import aliyun as agent_module
 from tests.integration.aliyun.conftest import ok, product, refused, tasks, unique, upload
 from tests.integration.server import ServerProcess
-
-agent_module = pytest.importorskip("otahub.agent.aliyun")
 
 
 async def _wait(predicate: Callable[[], bool], seconds: float = 20) -> bool:
