@@ -20,6 +20,19 @@ def main() -> None:
     """otahub: self-hosted OTA firmware updates for AWS IoT and Alibaba Cloud IoT clients."""
 
 
+def _check_aliyun_rate_limits(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    from otahub.core.clock import SystemClock
+    from otahub.faces.aliyun.protocol.ratelimits import limiter_from_spec
+
+    try:
+        limiter_from_spec(SystemClock(), value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @main.command()
 @click.option("--host", envvar="OTAHUB_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="OTAHUB_PORT", default=8080, show_default=True, type=int)
@@ -73,6 +86,21 @@ def main() -> None:
     type=float,
     help="requests an account may make at once (default: the rate)",
 )
+@click.option(
+    "--aliyun-rate-limits",
+    envvar="OTAHUB_ALIYUN_RATE_LIMITS",
+    default=None,
+    callback=_check_aliyun_rate_limits,
+    help="Alibaba API calls a second per account and action: 'off', or "
+    "'default=10,CreateOTAVerifyJob=20' (default: Alibaba's documented limits)",
+)
+@click.option(
+    "--share-group",
+    envvar="OTAHUB_SHARE_GROUP",
+    default="otahub",
+    show_default=True,
+    help="shared-subscription group of the otahub processes on one external broker",
+)
 @click.option("--log-level", envvar="OTAHUB_LOG_LEVEL", default="info", show_default=True)
 def serve(
     host: str,
@@ -86,6 +114,8 @@ def serve(
     blob_url: str | None,
     aws_request_rate: float,
     aws_request_burst: float | None,
+    aliyun_rate_limits: str | None,
+    share_group: str,
     log_level: str,
 ) -> None:
     """Run the server: HTTP APIs, device gateway and rollout engine in one process."""
@@ -104,10 +134,10 @@ def serve(
         blob_url=blob_url,
         aws_request_rate=aws_request_rate,
         aws_request_burst=aws_request_burst,
-        share_group=os.environ.get("OTAHUB_SHARE_GROUP") or "otahub",
+        share_group=share_group,
         access_key_id=os.environ.get("OTAHUB_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("OTAHUB_SECRET_ACCESS_KEY"),
-        aliyun_rate_limits=os.environ.get("OTAHUB_ALIYUN_RATE_LIMITS"),
+        aliyun_rate_limits=aliyun_rate_limits,
     )
     configure(log_level)
     try:
