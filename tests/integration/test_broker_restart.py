@@ -70,7 +70,22 @@ def broker(tmp_path: Path) -> Iterator[PrivateMosquitto]:
     m.stop()
 
 
-async def device(name: str, port: int, notified: set[str], stop: asyncio.Event) -> None:
+class Fleet:
+    """What the simulated devices saw: who subscribed, who was notified."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.subscribed: set[str] = set()
+        self.all_subscribed = asyncio.Event()
+        self.notified: set[str] = set()
+
+    def joined(self, name: str) -> None:
+        self.subscribed.add(name)
+        if len(self.subscribed) == self.size:
+            self.all_subscribed.set()
+
+
+async def device(name: str, port: int, fleet: Fleet, stop: asyncio.Event) -> None:
     """A device that reports SUCCEEDED for every job it is told about, reconnecting
     (with its persistent session) whenever the broker goes away."""
     base = f"$aws/things/{name}/jobs"
@@ -83,11 +98,12 @@ async def device(name: str, port: int, notified: set[str], stop: asyncio.Event) 
                 await c.subscribe(f"{base}/+/update/accepted", qos=1)
                 await c.publish(f"{base}/$next/get", b"{}", qos=1)  # catch up after reconnect
                 await c.subscribe(f"{base}/$next/get/accepted", qos=1)
+                fleet.joined(name)
                 async for message in c.messages:
                     body = json.loads(message.payload) if isinstance(message.payload, bytes) else {}
                     ex = body.get("execution")
                     if ex and str(message.topic).endswith("/notify-next"):
-                        notified.add(name)
+                        fleet.notified.add(name)
                     if ex and ex.get("status") == "QUEUED":
                         await c.publish(
                             f"{base}/{ex['jobId']}/update",
@@ -129,11 +145,13 @@ async def test_rollout_survives_a_broker_restart(
     tasks = [asyncio.create_task(ext.run(stop))]
     publisher = OutboxPublisher(services.ctx.db, clock, ext.sink)
     tasks.append(asyncio.create_task(publisher.run(stop, interval=0.1, ready=ext.is_connected)))
-    notified: set[str] = set()
-    tasks += [asyncio.create_task(device(n, broker.port, notified, stop)) for n in names]
+    fleet = Fleet(DEVICES)
+    tasks += [asyncio.create_task(device(n, broker.port, fleet, stop)) for n in names]
     engine = Engine(services.ctx.db, clock)
     try:
         await asyncio.wait_for(ext.connected.wait(), 10)
+        # Sessions start clean: a device must be subscribed before its first release.
+        await asyncio.wait_for(fleet.all_subscribed.wait(), 60)
         for minute in range(DEVICES // 50):
             await engine.tick()
             if minute == 1:
@@ -153,7 +171,7 @@ async def test_rollout_survives_a_broker_restart(
         # Every release reached its device as a notify-next from the outbox, even those
         # drained while the broker was down (a response to a request published in
         # that second may be lost; the device's next request gets a fresh one).
-        assert len(notified) == DEVICES
+        assert len(fleet.notified) == DEVICES
     finally:
         stop.set()
         for t in tasks:
