@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -35,6 +35,7 @@ from otahub.gateway.aliyun.codec import (
     DEFAULT_MODULE,
     CodecError,
     ProgressFailure,
+    TopicKind,
     build_topic,
     parse_download_reply,
 )
@@ -168,18 +169,7 @@ class AliyunAgent:
         self.router = TopicRouter(client)
         self.slots = SlotStore(config.workdir / "slots")
         pk, dn = config.product_key, config.device_name
-        self.topics = {
-            kind: build_topic(kind, pk, dn)
-            for kind in (
-                "inform",
-                "upgrade",
-                "progress",
-                "firmware_get",
-                "firmware_get_reply",
-                "file_download",
-                "file_download_reply",
-            )
-        }
+        self.topics = {kind: build_topic(kind, pk, dn) for kind in get_args(TopicKind)}
         self._ids = 0
 
     @property

@@ -27,9 +27,9 @@ from otahub.faces.aliyun.protocol.nonces import MemoryNonceStore
 from otahub.faces.aliyun.protocol.parser import Format
 from otahub.faces.aliyun.protocol.ratelimits import ApiRateLimiter
 from otahub.faces.aliyun.protocol.signature import Authenticator
+from otahub.faces.body import BodyTooLarge, read_body
 
 log = logging.getLogger("otahub.faces.aliyun")
-MAX_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -146,17 +146,10 @@ class AliyunApp:
 
 
 async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise gateway("InvalidParameter", "The request body is too large.")
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
+    try:
+        return await read_body(receive)
+    except BodyTooLarge:
+        raise gateway("InvalidParameter", "The request body is too large.") from None
 
 
 async def _respond(send: Send, response: envelope.RpcResponse) -> None:

@@ -21,11 +21,11 @@ from otahub.core.services.signing import SigningService
 from otahub.faces.aws.wire import codec, model, sigv4
 from otahub.faces.aws.wire.errors import AwsError, from_core, unexpected
 from otahub.faces.aws.wire.throttle import AccountThrottle
+from otahub.faces.body import BodyTooLarge, read_body
 from otahub.gateway.aws.jobs_mqtt import RenderDocument
 from otahub.gateway.embedded.pki import IssuedCertificate
 
 log = logging.getLogger("otahub.faces.aws")
-MAX_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -154,17 +154,10 @@ class AwsApp:
 
 
 async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise AwsError("InvalidRequestException", "the request body is too large", 413)
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
+    try:
+        return await read_body(receive)
+    except BodyTooLarge:
+        raise AwsError("InvalidRequestException", "the request body is too large", 413) from None
 
 
 async def _error(send: Send, service: str, err: AwsError, request_id: str) -> None:
