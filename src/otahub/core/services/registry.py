@@ -22,6 +22,7 @@ from otahub.store.tables import (
     devices,
     group_members,
     products,
+    tenants,
 )
 from otahub.store.types import UTCDateTime
 
@@ -181,6 +182,32 @@ class RegistryService:
                 )
             ).first()
             return row_to(Device, row) if row is not None else None
+
+    async def find_by_product_key(
+        self, tenant_id: int, product_key: str, name: str
+    ) -> Device | None:
+        """An Alibaba device by product key and name in any tenant (instance) of the
+        account that owns `tenant_id`: product keys are generated unique, and a device
+        logging in names no instance. One indexed query; None if not exactly one."""
+        if product_key == DEFAULT_PRODUCT_KEY:
+            return None
+        owner = tenants.alias("owner")
+        async with self.ctx.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(devices, products.c.key.label("product_key"))
+                    .join(products, products.c.id == devices.c.product_id)
+                    .join(tenants, tenants.c.id == products.c.tenant_id)
+                    .join(owner, owner.c.account_id == tenants.c.account_id)
+                    .where(
+                        owner.c.id == tenant_id,
+                        products.c.key == product_key,
+                        devices.c.name == name,
+                    )
+                    .limit(2)
+                )
+            ).all()
+            return row_to(Device, rows[0]) if len(rows) == 1 else None
 
     async def update_device(
         self,
