@@ -13,13 +13,11 @@ import httpx
 import pytest
 
 from otahub.agent.aliyun import AliyunAgent, AliyunAgentConfig, mqtt_client
-from otahub.core.states import ExecutionStatus
 from tests.integration.aliyun_device.conftest import LinkkitDevice, open_control
 from tests.integration.aliyun_device.control import AliyunControl
 from tests.integration.server import ServerProcess
 
 pytestmark = pytest.mark.mosquitto
-S = ExecutionStatus
 IMAGE = os.urandom(80_000)
 
 
@@ -45,7 +43,7 @@ async def test_linkkit_device_through_mosquitto(
         assert ota["sign_method"] == "SHA256" and ota["sign"] == hashlib.sha256(IMAGE).hexdigest()
         assert ota["url"].startswith(mosquitto_server.url + "/dl/")
         await device.expect("reported")
-        await control.wait_task(job, pk, "lk-mosq", S.SUCCEEDED)
+        await control.wait_task(job, pk, "lk-mosq", "SUCCEEDED")
     finally:
         device.stop()
 
@@ -70,6 +68,6 @@ async def test_reference_device_mqtt_download_through_mosquitto(
             assert offer.stream_id is not None
             outcome = await device.apply(offer)
             assert outcome.succeeded, outcome
-            await control.wait_task(job, pk, "ref-mosq", S.SUCCEEDED)
+            await control.wait_task(job, pk, "ref-mosq", "SUCCEEDED")
         finally:
             await device.stop()
