@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from otahub.agent.aliyun import AliyunAgent, AliyunAgentConfig, mqtt_client
+from otahub.agent.aliyun import AliyunAgent, AliyunAgentConfig, linkkit_login, mqtt_client
 from tests.integration.aliyun_device.conftest import LinkkitDevice, open_control
 from tests.integration.aliyun_device.control import AliyunControl
 from tests.integration.server import ServerProcess
@@ -71,3 +72,57 @@ async def test_reference_device_mqtt_download_through_mosquitto(
             await control.wait_task(job, pk, "ref-mosq", "SUCCEEDED")
         finally:
             await device.stop()
+
+
+async def test_broker_events_set_presence_and_release_pushes(
+    mosquitto_server: ServerProcess, control: AliyunControl
+) -> None:
+    """EMQX's webhook (`POST /mqtt/events`) tells otahub who connected and left: a
+    device with a queued task is pushed once it connects, and marked offline when it
+    leaves, which Mosquitto alone never tells."""
+    pk = await control.product()
+    secret = await control.device(pk, "hook-dev")
+    client_id, user, _ = linkkit_login(pk, "hook-dev", secret)
+    fw = await control.firmware(pk, IMAGE, "2.0.0")
+    job = await control.job(pk, fw, ["hook-dev"])
+    await control.wait_task(job, pk, "hook-dev", "QUEUED")
+
+    async def status() -> str:
+        found = await control.call("GetDeviceStatus", ProductKey=pk, DeviceName="hook-dev")
+        state: str = found["Data"]["Status"]
+        return state
+
+    assert await status() == "UNACTIVE"
+    now = int(time.time() * 1000)
+    login = {"clientid": client_id, "username": user}
+    async with httpx.AsyncClient(base_url=mosquitto_server.url) as http:
+
+        async def event(name: str, **fields: object) -> str:
+            answer = await http.post("/mqtt/events", json={"event": name, **login, **fields})
+            assert answer.status_code == 200, answer.text
+            result: str = answer.json()["result"]
+            return result
+
+        assert await event("client.connected", connected_at=now) == "ok"
+        assert await status() == "ONLINE"
+        # The engine pushes to online devices: the queued task goes out.
+        await control.wait_task(job, pk, "hook-dev", "NOTIFIED")
+        # A disconnect older than the last connect arrived late: ignored.
+        assert await event("client.disconnected", disconnected_at=now - 5000) == "ignored"
+        assert await status() == "ONLINE"
+        assert await event("client.disconnected", disconnected_at=now + 1000) == "ok"
+        assert await status() == "OFFLINE"
+        # Without a time (an older EMQX), the event counts as it arrives.
+        assert await event("client.connected") == "ok"
+        assert await status() == "ONLINE"
+
+        # What is not a device's presence is ignored, and answered 200.
+        assert await event("message.publish") == "ignored"
+        other = {"clientid": "stranger", "username": "nobody"}
+        stranger = await http.post("/mqtt/events", json={"event": "client.connected", **other})
+        assert stranger.json()["result"] == "ignored"
+        service = {"clientid": "otahub-x", "username": "otahub"}
+        own = await http.post("/mqtt/events", json={"event": "client.connected", **service})
+        assert own.json()["result"] == "ignored"
+        bad = await http.post("/mqtt/events", content=b"not json")
+        assert bad.status_code == 400

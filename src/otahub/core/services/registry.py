@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, select, update
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -282,15 +283,23 @@ class RegistryService:
             rows = await conn.execute(q.order_by(devices.c.id).limit(limit))
             return [row_to(Device, r) for r in rows]
 
-    async def set_connected(self, device_id: int, connected: bool) -> None:
+    async def set_connected(
+        self, device_id: int, connected: bool, *, at: datetime | None = None
+    ) -> bool:
+        """Record a connect or disconnect. `at`: when the broker saw it (events that
+        arrive late); one older than the device's last connect or disconnect is
+        ignored, so a stale disconnect cannot mark a reconnected device offline.
+        False if ignored."""
         now = self.ctx.clock.now()
-        stamp = {"connected_at": now} if connected else {"disconnected_at": now}
+        when = at or now
+        stamp = {"connected_at": when} if connected else {"disconnected_at": when}
+        query = update(devices).where(devices.c.id == device_id)
+        if at is not None:
+            for column in (devices.c.connected_at, devices.c.disconnected_at):
+                query = query.where(or_(column.is_(None), column <= at))
         async with self.ctx.db.transaction() as conn:
-            await conn.execute(
-                update(devices)
-                .where(devices.c.id == device_id)
-                .values(connected=connected, changed_at=now, **stamp)
-            )
+            done = await conn.execute(query.values(connected=connected, changed_at=now, **stamp))
+        return bool(done.rowcount)
 
     async def report_version(self, device_id: int, module: str, version: str) -> None:
         """Record the version a device says it runs for one module."""
