@@ -4,6 +4,7 @@ counts as online once it has said something."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from otahub.agent.aliyun import AliyunAgent, AliyunAgentConfig, linkkit_login, mqtt_client
+from tests.integration.aliyun.conftest import upload
 from tests.integration.aliyun_device.conftest import LinkkitDevice, open_control
 from tests.integration.aliyun_device.control import AliyunControl
 from tests.integration.server import ServerProcess
@@ -126,3 +128,62 @@ async def test_broker_events_set_presence_and_release_pushes(
         assert own.json()["result"] == "ignored"
         bad = await http.post("/mqtt/events", content=b"not json")
         assert bad.status_code == 400
+
+
+async def test_device_of_an_instance_through_mosquitto(
+    mosquitto_server: ServerProcess, control: AliyunControl, tmp_path: Path
+) -> None:
+    """otahub finds the device a Mosquitto topic names in any instance of the account."""
+    inst = {"IotInstanceId": "iot-mosq-instance"}
+    pk = (await control.call("CreateProduct", ProductName="p_inst", NodeType=0, **inst))[
+        "ProductKey"
+    ]
+    found = await control.call("RegisterDevice", ProductKey=pk, DeviceName="lk-inst", **inst)
+    secret = found["Data"]["DeviceSecret"]
+    url = await asyncio.to_thread(upload, control.client, IMAGE)
+    fw = (
+        await control.call(
+            "CreateOTAFirmware",
+            ProductKey=pk,
+            FirmwareName="fw-inst",
+            DestVersion="2.0.0",
+            FirmwareUrl=url,
+            NeedToVerify=False,
+            **inst,
+        )
+    )["Data"]["FirmwareId"]
+    device = LinkkitDevice("127.0.0.1", "1883", pk, "lk-inst", secret, "1.0.0", str(tmp_path))
+    try:
+        assert (await device.expect("connected"))["rc"] == 0
+
+        async def online() -> bool:
+            got = await control.call("GetDeviceStatus", ProductKey=pk, DeviceName="lk-inst", **inst)
+            return bool(got["Data"]["Status"] == "ONLINE")
+
+        deadline = time.monotonic() + 20
+        while not await online():  # its version report, read through Mosquitto
+            assert time.monotonic() < deadline, "the instance's device never came online"
+            await asyncio.sleep(0.2)
+        job = (
+            await control.call(
+                "CreateOTAStaticUpgradeJob",
+                FirmwareId=fw,
+                ProductKey=pk,
+                TargetSelection="SPECIFIC",
+                TargetDeviceNames=["lk-inst"],
+                **inst,
+            )
+        )["Data"]["JobId"]
+        ota = await device.expect("ota")
+        assert ota["version"] == "2.0.0" and ota["sign"] == hashlib.md5(IMAGE).hexdigest()
+        await device.expect("reported")
+        deadline = time.monotonic() + 30
+        while True:
+            listed = await control.call("ListOTATaskByJob", JobId=job, **inst)
+            [task] = listed["Data"]["SimpleOTATaskInfo"]
+            if task["TaskStatus"] == "SUCCEEDED":
+                break
+            assert time.monotonic() < deadline, task
+            await asyncio.sleep(0.2)
+    finally:
+        device.stop()
