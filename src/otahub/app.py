@@ -83,6 +83,12 @@ async def broker_acl(request: Request) -> Response:
     return await runtime.hooks.acl(request)
 
 
+async def broker_events(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    assert runtime.hooks is not None
+    return await runtime.hooks.events(request)
+
+
 def build_app(runtime: Runtime) -> ASGIApp:
     inner = Starlette(
         routes=[
@@ -90,6 +96,7 @@ def build_app(runtime: Runtime) -> ASGIApp:
             Route("/ca.pem", ca_pem),
             Route("/mqtt/auth", broker_auth, methods=["POST"]),
             Route("/mqtt/acl", broker_acl, methods=["POST"]),
+            Route("/mqtt/events", broker_events, methods=["POST"]),
             Mount(
                 "/dl",
                 app=make_download_app(runtime.blobs, runtime.downloads, redirect_to_store=True),

@@ -78,7 +78,8 @@ class DeviceBridge:
         return []
 
     async def device_for_topic(self, topic: str) -> Device | None:
-        """The device a topic belongs to, in the default tenant (external brokers)."""
+        """The device a topic belongs to (external brokers): an AWS thing in the
+        default tenant, an Alibaba device in any tenant of its account."""
         if self.default_tenant is None:
             return None
         if topic.startswith(AWS_PREFIX):
@@ -92,7 +93,8 @@ class DeviceBridge:
             pk, dn = parts[2], parts[3]
         else:
             return None
-        return await self.services.registry.find_device(self.default_tenant, dn, pk)
+        # Alibaba devices: in any instance of the account (product keys are unique).
+        return await self.services.registry.find_by_product_key(self.default_tenant, pk, dn)
 
     async def render(self, batch: Sequence[Notification]) -> list[tuple[Device, Outgoing]]:
         """Messages for a batch of outbox notifications, one round per device."""

@@ -6,11 +6,18 @@ rules the embedded broker applies.
          -> {"result": "allow" | "deny", "is_superuser": false}
     POST /mqtt/acl   {"clientid", "username", "topic", "action": "publish"|"subscribe"}
          -> {"result": "allow" | "deny"}
+    POST /mqtt/events  EMQX's webhook: {"event": "client.connected" |
+         "client.disconnected", "clientid", "username", "connected_at" |
+         "disconnected_at" (epoch ms), ...} -> {"result": "ok" | "ignored"}
+         The device's connection state, found by the login rules (the broker has
+         checked the password already).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
@@ -20,6 +27,8 @@ from starlette.responses import JSONResponse, Response
 
 from otahub.gateway.embedded.identity import may_use
 from otahub.gateway.logins import DeviceLogins
+
+log = logging.getLogger("otahub.gateway")
 
 
 class BrokerHooks:
@@ -54,6 +63,46 @@ class BrokerHooks:
         topic = str(body.get("topic") or "")
         allowed = identity is not None and bool(topic) and may_use(identity, topic)
         return JSONResponse({"result": "allow" if allowed else "deny"})
+
+    async def events(self, request: Request) -> Response:
+        """A client connected or disconnected (EMQX webhook). Always 200 for a
+        well-formed body, so the broker does not retry what otahub ignores."""
+        body = await self._body(request)
+        event = body.get("event")
+        if event not in PRESENCE_EVENTS:
+            if not isinstance(event, str) or not event:
+                return JSONResponse({"result": "error", "message": "no event"}, status_code=400)
+            return JSONResponse({"result": "ignored"})
+        connected = PRESENCE_EVENTS[event]
+        username = body.get("username")
+        identity = await self.logins.authorized(
+            str(body.get("clientid") or ""), None if username is None else str(username)
+        )
+        if identity is None or identity.device_id is None:
+            return JSONResponse({"result": "ignored"})
+        at = _event_time(body.get("connected_at" if connected else "disconnected_at"))
+        done = await self.logins.services.registry.set_connected(
+            identity.device_id, connected, at=at
+        )
+        log.info(
+            "device %s",
+            "connected" if connected else "disconnected",
+            extra={"device": identity.device_id, "applied": done},
+        )
+        return JSONResponse({"result": "ok" if done else "ignored"})
+
+
+PRESENCE_EVENTS = {"client.connected": True, "client.disconnected": False}
+
+
+def _event_time(value: Any) -> datetime | None:
+    """EMQX stamps events in epoch milliseconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _certificate_der(pem: Any) -> bytes | None:

@@ -61,8 +61,9 @@ class DeviceLogins:
         login = parse_aliyun_login(client_id, username)
         if login is None:
             return None
-        device = await self.services.registry.find_device(
-            self.tenant_id, login.device_name, login.product_key
+        # Any instance (IotInstanceId) of the account: a login names no instance.
+        device = await self.services.registry.find_by_product_key(
+            self.tenant_id, login.product_key, login.device_name
         )
         if device is None or not device.secret:
             return None

@@ -71,6 +71,8 @@ products = Table(
     Column("data", Json, nullable=False, server_default="{}"),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("tenant_id", "key"),
+    # Alibaba devices log in by product key alone (any instance of the account).
+    Index(None, "key"),
 )
 
 modules = Table(

@@ -24,11 +24,9 @@ from otahub.agent.aliyun import (
     mqtt_client,
     run_device,
 )
-from otahub.core.states import ExecutionStatus
 from tests.integration.aliyun_device.control import AliyunControl
 from tests.integration.server import ServerProcess
 
-S = ExecutionStatus
 IMAGE = os.urandom(60_000)
 
 
@@ -66,7 +64,7 @@ async def test_need_confirm_waits_then_takes_the_push(
         await device.report_version()
         fw = await control.firmware(pk, IMAGE, "2.0.0")
         job = await control.job(pk, fw, ["ref-confirm"], need_confirm=True)
-        await control.wait_task(job, pk, "ref-confirm", S.CONFIRM)
+        await control.wait_task(job, pk, "ref-confirm", "CONFIRM")
         assert await device.ask() is None
         try:
             await device.next_push(2)
@@ -77,7 +75,7 @@ async def test_need_confirm_waits_then_takes_the_push(
         offer = await device.next_push(20)
         outcome = await device.apply(offer)
         assert outcome.succeeded and device.version == "2.0.0"
-        await control.wait_task(job, pk, "ref-confirm", S.SUCCEEDED)
+        await control.wait_task(job, pk, "ref-confirm", "SUCCEEDED")
 
 
 async def test_need_push_false_device_asks_and_downloads_over_mqtt(
@@ -88,15 +86,15 @@ async def test_need_push_false_device_asks_and_downloads_over_mqtt(
         await device.report_version()
         fw = await control.firmware(pk, IMAGE, "3.1.0", module="MCU", sign_method="SHA256")
         job = await control.job(pk, fw, ["ref-pull"], need_push=False, download_protocol="MQTT")
-        await control.wait_task(job, pk, "ref-pull", S.QUEUED)
+        await control.wait_task(job, pk, "ref-pull", "QUEUED")
         offer = await device.ask()
         assert offer is not None and offer.stream_id is not None and offer.url is None
         assert (offer.version, offer.module, offer.sign_method) == ("3.1.0", "MCU", "SHA256")
-        await control.wait_task(job, pk, "ref-pull", S.NOTIFIED)
+        await control.wait_task(job, pk, "ref-pull", "NOTIFIED")
         outcome = await device.apply(offer)
         assert outcome.succeeded, outcome
         assert device.slots.image(device.slots.state().active).read_bytes() == IMAGE
-        await control.wait_task(job, pk, "ref-pull", S.SUCCEEDED)
+        await control.wait_task(job, pk, "ref-pull", "SUCCEEDED")
         assert (await control.modules(pk, "ref-pull"))["MCU"] == "3.1.0"
 
 
@@ -124,12 +122,14 @@ async def test_failed_self_test_is_reported_and_retried(
         job = await control.job(pk, fw, ["ref-retry"], retry_count=1, retry_interval=0)
         first = await device.apply(await device.next_push(20))
         assert (first.step, device.version) == (-4, "1.0.0")  # rolled back
-        failed = await control.wait_task(job, pk, "ref-retry", S.FAILED)
-        assert failed.reason == "flashing failed: self-test failed; rolled back"
+        failed = await control.wait_task(job, pk, "ref-retry", "FAILED")
+        assert failed["TaskDesc"] == "self-test failed; rolled back"  # the device's desc
+        kept = await control.execution(job, pk, "ref-retry")
+        assert kept.reason == "flashing failed: self-test failed; rolled back"
         second = await device.apply(await device.next_push(20))
         assert second.succeeded and device.version == "2.1.0"
-        done = await control.wait_task(job, pk, "ref-retry", S.SUCCEEDED)
-        assert done.execution_number == 2
+        await control.wait_task(job, pk, "ref-retry", "SUCCEEDED")
+        assert (await control.execution(job, pk, "ref-retry")).execution_number == 2
 
 
 async def test_run_loop_takes_a_push(
@@ -141,7 +141,7 @@ async def test_run_loop_takes_a_push(
         running = asyncio.create_task(device.run(stop))
         fw = await control.firmware(pk, IMAGE, "4.0.0")
         job = await control.job(pk, fw, ["ref-run"])
-        await control.wait_task(job, pk, "ref-run", S.SUCCEEDED)
+        await control.wait_task(job, pk, "ref-run", "SUCCEEDED")
         stop.set()
         [outcome] = await asyncio.wait_for(running, 10)
         assert outcome.succeeded and outcome.version == "4.0.0"
@@ -171,7 +171,7 @@ async def test_run_device_as_the_device_command_runs_it(
     await asyncio.to_thread(run_device, options)
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["succeeded"] and printed["version"] == "5.0.0"
-    await control.wait_task(job, pk, "ref-cmd", S.SUCCEEDED)
+    await control.wait_task(job, pk, "ref-cmd", "SUCCEEDED")
     monkeypatch.delenv("OTAHUB_DEVICE_SECRET")
     with pytest.raises(ValueError):
         identity_from(SimpleNamespace(thing="no-slash"))

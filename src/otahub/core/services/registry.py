@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, select, update
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +23,7 @@ from otahub.store.tables import (
     devices,
     group_members,
     products,
+    tenants,
 )
 from otahub.store.types import UTCDateTime
 
@@ -182,6 +184,32 @@ class RegistryService:
             ).first()
             return row_to(Device, row) if row is not None else None
 
+    async def find_by_product_key(
+        self, tenant_id: int, product_key: str, name: str
+    ) -> Device | None:
+        """An Alibaba device by product key and name in any tenant (instance) of the
+        account that owns `tenant_id`: product keys are generated unique, and a device
+        logging in names no instance. One indexed query; None if not exactly one."""
+        if product_key == DEFAULT_PRODUCT_KEY:
+            return None
+        owner = tenants.alias("owner")
+        async with self.ctx.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(devices, products.c.key.label("product_key"))
+                    .join(products, products.c.id == devices.c.product_id)
+                    .join(tenants, tenants.c.id == products.c.tenant_id)
+                    .join(owner, owner.c.account_id == tenants.c.account_id)
+                    .where(
+                        owner.c.id == tenant_id,
+                        products.c.key == product_key,
+                        devices.c.name == name,
+                    )
+                    .limit(2)
+                )
+            ).all()
+            return row_to(Device, rows[0]) if len(rows) == 1 else None
+
     async def update_device(
         self,
         device_id: int,
@@ -255,15 +283,23 @@ class RegistryService:
             rows = await conn.execute(q.order_by(devices.c.id).limit(limit))
             return [row_to(Device, r) for r in rows]
 
-    async def set_connected(self, device_id: int, connected: bool) -> None:
+    async def set_connected(
+        self, device_id: int, connected: bool, *, at: datetime | None = None
+    ) -> bool:
+        """Record a connect or disconnect. `at`: when the broker saw it (events that
+        arrive late); one older than the device's last connect or disconnect is
+        ignored, so a stale disconnect cannot mark a reconnected device offline.
+        False if ignored."""
         now = self.ctx.clock.now()
-        stamp = {"connected_at": now} if connected else {"disconnected_at": now}
+        when = at or now
+        stamp = {"connected_at": when} if connected else {"disconnected_at": when}
+        query = update(devices).where(devices.c.id == device_id)
+        if at is not None:
+            for column in (devices.c.connected_at, devices.c.disconnected_at):
+                query = query.where(or_(column.is_(None), column <= at))
         async with self.ctx.db.transaction() as conn:
-            await conn.execute(
-                update(devices)
-                .where(devices.c.id == device_id)
-                .values(connected=connected, changed_at=now, **stamp)
-            )
+            done = await conn.execute(query.values(connected=connected, changed_at=now, **stamp))
+        return bool(done.rowcount)
 
     async def report_version(self, device_id: int, module: str, version: str) -> None:
         """Record the version a device says it runs for one module."""
