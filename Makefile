@@ -22,7 +22,7 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.runtime
 
 serve: $(VENV)/.runtime
-	$(BIN)/otahub serve
+	$(BIN)/otahub serve $(ARGS)
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests bench

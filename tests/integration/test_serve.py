@@ -55,3 +55,36 @@ def test_external_broker_password_lets_otahub_through_its_own_hooks(tmp_path: Pa
         server.stop()
     assert "broker-s3cret" not in server.output
     assert "mqtt://otahub:***@127.0.0.1:1883" in server.output
+
+
+def test_a_taken_port_is_named_with_the_option_to_change(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "otahub.cli.main",
+                "serve",
+                "--data-dir",
+                str(tmp_path),
+                "--port",
+                "0",
+                "--mqtt-port",
+                str(port),
+                "--mqtts-port",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0
+    assert f"127.0.0.1:{port} is not free" in done.stderr and "--mqtt-port" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -156,6 +157,7 @@ async def _serve(settings: Settings) -> None:
     from otahub.app import build_app
     from otahub.runtime import Runtime
 
+    _check_ports_free(settings)
     runtime = Runtime(settings)
     await runtime.start()
     server = Server(
@@ -175,6 +177,28 @@ async def _serve(settings: Settings) -> None:
         await serving
     finally:
         await runtime.stop()
+
+
+def _check_ports_free(settings: Settings) -> None:
+    """Refuse to start, with the option to change, when a port is taken (a Mosquitto
+    on 1883 is common), rather than fail halfway through starting."""
+    wanted = [("--port", "OTAHUB_PORT", settings.port)]
+    if not settings.broker_url:
+        wanted += [
+            ("--mqtt-port", "OTAHUB_MQTT_PORT", settings.mqtt_port),
+            ("--mqtts-port", "OTAHUB_MQTTS_PORT", settings.mqtts_port),
+        ]
+    for option, variable, port in wanted:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((settings.host, port))
+            except OSError as exc:
+                raise click.ClickException(
+                    f"{settings.host}:{port} is not free ({exc.strerror}); choose another "
+                    f"with {option} or {variable}"
+                    + (", or use that broker with --broker-url" if "mqtt" in option else "")
+                ) from None
 
 
 def _without_password(url: str) -> str:
