@@ -40,6 +40,7 @@ from common import (
     run_wrk,
     running,
     scratch_database,
+    wait_outbox_drained,
 )
 
 LUA = """
@@ -227,6 +228,8 @@ def main() -> None:
 
         (tmp / "data").mkdir()
         with otahub_serve(tmp / "data", database_url=url) as server:
+            waited = wait_outbox_drained(url)
+            print(f"the release's notifications went out in {waited:.1f} s", flush=True)
             results["otahub"] = load(server.port, "otahub", otahub=True)
         port = free_port()
         cmd = [sys.executable, __file__, "--serve-baseline", str(port), url]
@@ -238,13 +241,15 @@ def main() -> None:
             (tmp / "prof").mkdir()
             prefix = [sys.executable, "-m", "cProfile", "-o", str(prof)]
             with otahub_serve(tmp / "prof", database_url=url, prefix=prefix) as server:
+                wait_outbox_drained(url)
                 results["profiled"] = load(server.port, "otahub under cProfile", otahub=True)
             profile = profile_summary(prof)
 
     o, b = results["otahub"], results["baseline"]
     for name, r in results.items():
         print(f"{name:<10} {r['rps']:>9,.0f} req/s  p50 {r.get('p50', 0):.2f} ms  "
-              f"p99 {r.get('p99', 0):.2f} ms  non-2xx {r['non2xx']:.0f}  errors {r['errors']:.0f}")  # fmt: skip
+              f"p99 {r.get('p99', 0):.2f} ms  non-2xx {r['non2xx']:.0f}  "
+              f"errors {r['errors']:.0f}")  # fmt: skip
     if profile:
         print(profile)
     bad = o["non2xx"] + o["errors"] + b["non2xx"] + b["errors"]

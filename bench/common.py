@@ -70,7 +70,7 @@ class Row:
     def target(self) -> str:
         parts = []
         if self.min_ratio is not None:
-            parts.append(f"≥ {self.min_ratio:g}×")
+            parts.append(f"≥ {self.min_ratio:g}x")
         if self.min_value is not None:
             parts.append(f"≥ {fmt_num(self.min_value)} {self.unit}")
         if self.max_value is not None:
@@ -96,7 +96,7 @@ def row_cells(r: Row) -> list[str]:
         r.figure,
         f"{fmt_num(r.value)} {r.unit}",
         base,
-        f"{r.ratio:.2f}×" if r.ratio is not None else "—",
+        f"{r.ratio:.2f}x" if r.ratio is not None else "—",
         r.target,
         verdict,
     ]
@@ -402,3 +402,26 @@ def run_wrk(
             if m:
                 result[f"p{pct}"] = float(m.group(1)) * scale[m.group(2)]
     return result
+
+
+def wait_outbox_drained(database_url: str, timeout: float = 600) -> float:
+    """Wait until the server has sent every outbox row (the release's notifications),
+    so that a measurement does not share the process with that burst; returns the
+    seconds waited."""
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> float:
+        conn = await asyncpg.connect(database_url)
+        t0 = time.monotonic()
+        try:
+            while await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL"):
+                if time.monotonic() - t0 > timeout:
+                    sys.exit(f"the outbox did not drain in {timeout:.0f} s")
+                await asyncio.sleep(0.5)
+        finally:
+            await conn.close()
+        return time.monotonic() - t0
+
+    return asyncio.run(go())

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from otahub.core.entities import Execution, row_to
 from otahub.core.errors import InvalidRequest, InvalidStateTransition, NotFound, VersionConflict
 from otahub.core.policies import JobPolicies
-from otahub.core.services.base import ServiceContext
+from otahub.core.services.base import IN_CHUNK, ServiceContext
 from otahub.core.states import (
     PENDING,
     TERMINAL,
@@ -75,20 +75,22 @@ class ExecutionService:
 
     async def pending_for_devices(self, device_ids: Sequence[int]) -> dict[int, list[Execution]]:
         """pending_for_device for many devices in one query (notification rendering)."""
-        q = (
-            select(*_EXEC_COLS)
-            .join(jobs, jobs.c.id == executions.c.job_id)
-            .where(
-                executions.c.device_id.in_(list(device_ids)),
-                executions.c.status.in_([s.value for s in PENDING]),
-                executions.c.released_at.is_not(None),
-            )
-        )
-        found: dict[int, list[Execution]] = {d: [] for d in device_ids}
+        ids = list(device_ids)
+        found: dict[int, list[Execution]] = {d: [] for d in ids}
         async with self.ctx.db.read() as conn:
-            for r in await conn.execute(q):
-                ex = row_to(Execution, r)
-                found[ex.device_id].append(ex)
+            for start in range(0, len(ids), IN_CHUNK):
+                q = (
+                    select(*_EXEC_COLS)
+                    .join(jobs, jobs.c.id == executions.c.job_id)
+                    .where(
+                        executions.c.device_id.in_(ids[start : start + IN_CHUNK]),
+                        executions.c.status.in_([s.value for s in PENDING]),
+                        executions.c.released_at.is_not(None),
+                    )
+                )
+                for r in await conn.execute(q):
+                    ex = row_to(Execution, r)
+                    found[ex.device_id].append(ex)
         for items in found.values():
             items.sort(key=_pending_order)
         return found
