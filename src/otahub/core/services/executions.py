@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from otahub.core.entities import Execution, row_to
 from otahub.core.errors import InvalidRequest, InvalidStateTransition, NotFound, VersionConflict
 from otahub.core.policies import JobPolicies
+from otahub.core.services.accounts import DEFAULT_PRODUCT_KEY
 from otahub.core.services.base import IN_CHUNK, ServiceContext
 from otahub.core.states import (
     PENDING,
@@ -27,7 +28,7 @@ from otahub.core.states import (
     check_transition,
 )
 from otahub.store import rollout
-from otahub.store.tables import devices, executions, jobs, packages
+from otahub.store.tables import devices, executions, jobs, packages, products
 from otahub.store.types import UTCDateTime
 
 S = ExecutionStatus
@@ -70,6 +71,38 @@ class ExecutionService:
         async with self.ctx.db.read() as conn:
             rows = (await conn.execute(q.limit(limit))).all()
         found = [row_to(Execution, r) for r in rows]
+        found.sort(key=_pending_order)
+        return found
+
+    async def pending_for_thing(
+        self, tenant_id: int, name: str, product_key: str = DEFAULT_PRODUCT_KEY, *, limit: int = 100
+    ) -> list[Execution] | None:
+        """pending_for_device of a device known by name, in one indexed query: the
+        device check-in's hot path. None when there is no such device."""
+        pending = and_(
+            executions.c.device_id == devices.c.id,
+            executions.c.status.in_([s.value for s in PENDING]),
+            executions.c.released_at.is_not(None),
+        )
+        q = (
+            select(devices.c.id.label("thing_id"), *_EXEC_COLS)
+            .select_from(
+                devices.join(products, products.c.id == devices.c.product_id).outerjoin(
+                    executions.join(jobs, jobs.c.id == executions.c.job_id), pending
+                )
+            )
+            .where(
+                products.c.tenant_id == tenant_id,
+                products.c.key == product_key,
+                devices.c.name == name,
+            )
+            .limit(limit)
+        )
+        async with self.ctx.db.read() as conn:
+            rows = (await conn.execute(q)).all()
+        if not rows:
+            return None
+        found = [row_to(Execution, r) for r in rows if r.job_id is not None]
         found.sort(key=_pending_order)
         return found
 
