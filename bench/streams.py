@@ -11,9 +11,9 @@ Mosquitto is a private one on a free port (queue limits raised, as specs/infra.m
 advises); the embedded broker is otahub's, devices on its TLS listener with
 certificates from otahub's CA. otahub's side runs in this process, as
 bench/notify.py does: the gateway (ExternalBroker or EmbeddedTransport) over a
-SQLite registry and a filesystem blob store. The devices' MQTT clients share that
-process (and its two cores) with the gateway, for otahub and the raw loop alike.
-Prints figures; asserts nothing.
+SQLite registry and a filesystem blob store. The devices run in a second process
+(asyncio, aiomqtt), for otahub and the raw loop alike. Prints figures; asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -21,20 +21,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import ssl
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import cbor2
 
-from common import Row, add_json_arg, free_port, private_mosquitto, report
+from common import Row, add_json_arg, child_env, free_port, private_mosquitto, report
 from otahub.blobs.fs import FilesystemBlobStore
 from otahub.core.clock import SystemClock
 from otahub.core.services import Services
@@ -56,18 +58,24 @@ SERVICE_PASSWORD = "bench-service"
 
 @dataclass
 class Broker:
-    """Where devices connect and how the raw loop logs in."""
+    """Where devices connect (TLS files for the embedded broker) and how the raw
+    loop's publisher logs in (on `service_port` when it differs)."""
 
     host: str
     port: int
-    device_tls: ssl.SSLContext | None
-    device_login: dict[str, Any]
-    service_login: dict[str, Any]
-    certs: Path | None = None
+    tls_dir: str | None = None
+    service_login: dict[str, Any] = field(default_factory=dict)
+    service_port: int | None = None
 
 
-def device_login(broker: Broker, name: str) -> dict[str, Any]:
-    return {**broker.device_login, "tls_context": broker.device_tls} if broker.device_tls else {}
+def device_login(broker: Broker) -> dict[str, Any]:
+    if broker.tls_dir is None:
+        return {}
+    d = Path(broker.tls_dir)
+    tls = ssl.create_default_context(cafile=str(d / "ca.pem"))
+    tls.check_hostname = False
+    tls.load_cert_chain(str(d / "dev.pem"), str(d / "dev.key"))
+    return {"tls_context": tls}
 
 
 async def fetch(
@@ -77,7 +85,7 @@ async def fetch(
     prefix = f"$aws/things/{name}/streams/{STREAM}"
     async with aiomqtt.Client(
         broker.host, broker.port, identifier=name, max_queued_incoming_messages=0,
-        **device_login(broker, name),
+        **device_login(broker),
     ) as client:  # fmt: skip
         await client.subscribe(f"{prefix}/data/cbor", qos=1)
         await client.subscribe(f"{prefix}/rejected/cbor", qos=1)
@@ -110,7 +118,7 @@ async def count(
     prefix = f"$aws/things/{name}/streams/{STREAM}"
     async with aiomqtt.Client(
         broker.host, broker.port, identifier=name, max_queued_incoming_messages=0,
-        **device_login(broker, name),
+        **device_login(broker),
     ) as client:  # fmt: skip
         await client.subscribe(f"{prefix}/data/cbor", qos=1)
         ready.set()
@@ -122,20 +130,84 @@ async def count(
         return got
 
 
-async def otahub_fetch(broker: Broker, names: list[str], blocks: int) -> float:
+async def device_process(broker: Broker, mode: str, names: list[str], blocks: int) -> Any:
+    """The devices, in a process of their own: `fetch` asks for blocks as the OTA
+    agent does, `count` only receives (the raw loop's receivers). Returns once they
+    are connected and subscribed."""
+    spec = {"broker": asdict(broker), "mode": mode, "names": names, "blocks": blocks}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--device-side", json.dumps(spec),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=child_env(),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 120)
+    if line.strip() != b"ready":
+        raise RuntimeError(f"the device process did not start: {line!r}")
+    return proc
+
+
+async def device_result(proc: Any) -> int:
+    line = await asyncio.wait_for(proc.stdout.readline(), 600)
+    await proc.wait()
+    if not line:
+        raise RuntimeError("the device process died")
+    return int(json.loads(line)["got"])
+
+
+async def device_side(spec: dict[str, Any]) -> None:
+    broker = Broker(**spec["broker"])
+    names, blocks = spec["names"], spec["blocks"]
     readies = [asyncio.Event() for _ in names]
     go = asyncio.Event()
-    devices = [
-        asyncio.create_task(fetch(broker, n, blocks, r, go))
-        for n, r in zip(names, readies, strict=True)
-    ]
+    pairs = list(zip(names, readies, strict=True))
+    if spec["mode"] == "fetch":
+        tasks = [asyncio.create_task(fetch(broker, n, blocks, r, go)) for n, r in pairs]
+    else:
+        tasks = [asyncio.create_task(count(broker, n, blocks, r)) for n, r in pairs]
     await asyncio.gather(*(r.wait() for r in readies))
+    print("ready", flush=True)
+    if spec["mode"] == "fetch":
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        go.set()
+    got = await asyncio.gather(*tasks)
+    print(json.dumps({"got": sum(got)}), flush=True)
+
+
+async def otahub_fetch(broker: Broker, names: list[str], blocks: int) -> float:
+    proc = await device_process(broker, "fetch", names, blocks)
     t0 = time.perf_counter()
-    go.set()
-    got = await asyncio.gather(*devices)
+    proc.stdin.write(b"go\n")
+    await proc.stdin.drain()
+    got = await device_result(proc)
     elapsed = time.perf_counter() - t0
-    if sum(got) != blocks * len(names):
-        raise RuntimeError(f"received {sum(got)} blocks, expected {blocks * len(names)}")
+    if got != blocks * len(names):
+        raise RuntimeError(f"received {got} blocks, expected {blocks * len(names)}")
+    return elapsed
+
+
+async def raw_loop(broker: Broker, names: list[str], blocks: int, payload: bytes) -> float:
+    """Seconds for the same number of same-size messages, published by one client to
+    the devices' data topics (pipelined IN_FLIGHT at a time, as otahub's publisher
+    does), until the last one arrived. On the embedded broker the publisher logs in
+    on the plain listener as otahub's service identity; the devices stay on TLS."""
+    proc = await device_process(broker, "count", names, blocks)
+    topics = [f"$aws/things/{n}/streams/{STREAM}/data/cbor" for n in names]
+    order = [t for _ in range(blocks) for t in topics]  # interleaved, as devices ask at once
+    async with aiomqtt.Client(
+        broker.host, broker.service_port or broker.port,
+        identifier=f"bench-raw-{uuid.uuid4().hex[:6]}", max_inflight_messages=IN_FLIGHT,
+        **broker.service_login,
+    ) as pub:  # fmt: skip
+        pub.pending_calls_threshold = 2 * IN_FLIGHT
+        t0 = time.perf_counter()
+        for start in range(0, len(order), IN_FLIGHT):
+            await asyncio.gather(
+                *(pub.publish(t, payload, qos=1) for t in order[start : start + IN_FLIGHT])
+            )
+        got = await device_result(proc)
+        elapsed = time.perf_counter() - t0
+    if got != len(order):
+        raise RuntimeError(f"received {got} messages, expected {len(order)}")
     return elapsed
 
 
@@ -153,7 +225,7 @@ async def gateway(
             runner = asyncio.create_task(ext.run(stop))
             await asyncio.wait_for(ext.connected.wait(), 10)
             try:
-                yield Broker("127.0.0.1", port, None, {}, {})
+                yield Broker("127.0.0.1", port)
             finally:
                 stop.set()
                 await runner
@@ -172,14 +244,12 @@ async def gateway(
         await svc.certificates.attach(tenant, cert.id, d.id)
     (tmp / "dev.pem").write_text(issued.certificate_pem)
     (tmp / "dev.key").write_text(issued.private_key_pem)
-    tls = ssl.create_default_context(cafile=str(ca.path))
-    tls.check_hostname = False
-    tls.load_cert_chain(str(tmp / "dev.pem"), str(tmp / "dev.key"))
+    (tmp / "ca.pem").write_bytes(ca.path.read_bytes())
     await transport.start()
     try:
         yield Broker(
-            "127.0.0.1", tls_port, tls, {},
-            {"username": SERVICE_USER, "password": SERVICE_PASSWORD, "port": port},
+            "127.0.0.1", tls_port, str(tmp),
+            {"username": SERVICE_USER, "password": SERVICE_PASSWORD}, port,
         )  # fmt: skip
     finally:
         await transport.stop()
@@ -235,42 +305,18 @@ async def run_on(kind: str, args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-async def raw_loop(broker: Broker, names: list[str], blocks: int, payload: bytes) -> float:
-    """Seconds for the same number of same-size messages, published by one client to
-    the devices' data topics (pipelined IN_FLIGHT at a time, as otahub's publisher
-    does), until the last one arrived. On the embedded broker the publisher logs in
-    on the plain listener as otahub's service identity; the devices stay on TLS."""
-    login = dict(broker.service_login)
-    port = login.pop("port", broker.port)
-    publisher = Broker(broker.host, port, None, {}, login)
-    readies = [asyncio.Event() for _ in names]
-    pairs = zip(names, readies, strict=True)
-    receivers = [asyncio.create_task(count(broker, n, blocks, r)) for n, r in pairs]
-    await asyncio.gather(*(r.wait() for r in readies))
-    topics = [f"$aws/things/{n}/streams/{STREAM}/data/cbor" for n in names]
-    order = [t for _ in range(blocks) for t in topics]  # interleaved, as devices ask at once
-    async with aiomqtt.Client(
-        publisher.host, publisher.port, identifier=f"bench-raw-{uuid.uuid4().hex[:6]}",
-        max_inflight_messages=IN_FLIGHT, **publisher.service_login,
-    ) as pub:  # fmt: skip
-        pub.pending_calls_threshold = 2 * IN_FLIGHT
-        t0 = time.perf_counter()
-        for start in range(0, len(order), IN_FLIGHT):
-            await asyncio.gather(
-                *(pub.publish(t, payload, qos=1) for t in order[start : start + IN_FLIGHT])
-            )
-        await asyncio.gather(*receivers)
-        return time.perf_counter() - t0
-
-
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=100)
     ap.add_argument("--blocks", type=int, default=1024, help="blocks the single device fetches")
     ap.add_argument("--blocks-each", type=int, default=256, help="blocks each of many fetches")
     ap.add_argument("--broker", choices=["mosquitto", "embedded", "both"], default="both")
+    ap.add_argument("--device-side", help=argparse.SUPPRESS)
     add_json_arg(ap)
     args = ap.parse_args()
+    if args.device_side:
+        await device_side(json.loads(args.device_side))
+        return
     rows: list[Row] = []
     for kind in ("mosquitto", "embedded"):
         if args.broker in (kind, "both"):
