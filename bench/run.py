@@ -87,9 +87,6 @@ def run_one(name: str, args: list[str], tmp: Path, timeout: float) -> tuple[list
 DOC_HEAD = (Path(__file__).parent / "page_head.md").read_text()  # the page's fixed part
 
 
-FINDINGS = "## Findings"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="the sizes the targets are stated for")
@@ -134,9 +131,7 @@ def main() -> None:
     lines += ["Commands:", ""] + [f"- `python {c}`" for c in commands] + [""]
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    kept = ""
-    if out.exists() and FINDINGS in out.read_text():
-        kept = out.read_text()[out.read_text().index(FINDINGS) :]  # written by hand
+    kept = (Path(__file__).parent / "findings.md").read_text()  # written by hand
     out.write_text("\n".join(lines) + ("\n" + kept if kept else ""))
     print(f"\nwritten to {out}")
 
