@@ -35,8 +35,9 @@ from otahub.core.outbox import OutboxPublisher
 from otahub.core.services import JobSpec, Services
 from otahub.gateway.aws.jobs_mqtt import Outgoing
 from otahub.gateway.bridge import DeviceBridge
-from otahub.gateway.embedded.transport import SERVICE_USER, EmbeddedTransport
+from otahub.gateway.embedded.transport import EmbeddedTransport
 from otahub.gateway.external import IN_FLIGHT, ExternalBroker
+from otahub.gateway.logins import SERVICE_USER
 from otahub.store.db import Database
 from otahub.store.migrate import migrate
 
@@ -149,10 +150,6 @@ async def run(args: argparse.Namespace, *, own: bool = False) -> None:
             raw += await bridge.jobs.notifications(dev, ["released"], pending[dev.id])
         topic = "$aws/things/+/jobs/notify-next"
 
-        # Raw publish loop through the broker.
-        ready, done, stamps = asyncio.Event(), asyncio.Event(), []
-        sub = asyncio.create_task(count_arrivals(host, port, topic, n, ready, done, stamps, login))
-        await ready.wait()
         transport = None
         if args.embedded:
             transport = EmbeddedTransport(
@@ -166,6 +163,11 @@ async def run(args: argparse.Namespace, *, own: bool = False) -> None:
                 service_password="bench",
             )
             await transport.start()
+
+        # Raw publish loop through the broker.
+        ready, done, stamps = asyncio.Event(), asyncio.Event(), []
+        sub = asyncio.create_task(count_arrivals(host, port, topic, n, ready, done, stamps, login))
+        await ready.wait()
         async with aiomqtt.Client(
             host, port, identifier=f"bench-pub-{tag}", max_inflight_messages=IN_FLIGHT, **login
         ) as pub:

@@ -47,10 +47,17 @@ class FaceRouter:
         headers = dict(scope.get("headers") or [])
         auth = headers.get(b"authorization", b"")
         query = scope.get("query_string", b"")
-        if auth.startswith(b"AWS4-HMAC-SHA256") or b"X-Amz-Algorithm=" in query:
+        if (
+            auth.startswith(b"AWS4-HMAC-SHA256")
+            or b"X-Amz-Algorithm=" in query
+            or (b"AWSAccessKeyId=" in query and b"Signature=" in query)  # S3 presigned v2
+        ):
             return "aws"
         if b"Action=" in query or b"SignatureNonce=" in query:
             return "aliyun"
+        path = scope.get("path", "")
+        if path == "/oss" or path.startswith("/oss/"):
+            return "aliyun-oss"  # the OSS-style upload form of GenerateOTAUploadURL
         if headers.get(b"content-type", b"").startswith(b"application/x-www-form-urlencoded"):
             return "aliyun"  # RPC parameters in a form body
         return None
@@ -83,7 +90,10 @@ def build_app(runtime: Runtime) -> ASGIApp:
             Route("/ca.pem", ca_pem),
             Route("/mqtt/auth", broker_auth, methods=["POST"]),
             Route("/mqtt/acl", broker_acl, methods=["POST"]),
-            Mount("/dl", app=make_download_app(runtime.blobs, runtime.downloads)),
+            Mount(
+                "/dl",
+                app=make_download_app(runtime.blobs, runtime.downloads, redirect_to_store=True),
+            ),
         ]
     )
     inner.state.runtime = runtime

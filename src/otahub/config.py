@@ -18,8 +18,12 @@ class Settings:
     secret_access_key: str | None = None
     public_host: str | None = None  # the name devices use to reach this server
     broker_url: str | None = None  # external broker; default: the embedded one
+    share_group: str = "otahub"  # processes of one deployment split device traffic in it
     blob_url: str | None = None  # s3://bucket?endpoint=…; default: files in the data dir
     engine_interval: float = 1.0
+    aliyun_rate_limits: str | None = None  # "off", or "default=10,CreateOTAVerifyJob=20"
+    aws_request_rate: float = 0.0  # AWS API requests a second per account; 0: unlimited
+    aws_request_burst: float | None = None  # default: the rate (at least 1)
     log_level: str = "info"
 
     def resolved_database_url(self) -> str:

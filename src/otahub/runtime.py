@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from starlette.types import ASGIApp
 
@@ -15,20 +16,28 @@ from otahub.blobs.presign import PresignVerifier
 from otahub.config import Settings
 from otahub.core.clock import Clock, SystemClock
 from otahub.core.engine import Engine, EngineSettings
+from otahub.core.entities import Device
 from otahub.core.outbox import Notification, OutboxPublisher
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
 from otahub.core.services.signing import SigningService
 from otahub.credentials import RootCredentials, derive_secret, load_or_create
+from otahub.faces.aliyun.app import AliyunApp, AliyunDeps
+from otahub.faces.aliyun.handlers import all_handlers as aliyun_handlers
+from otahub.faces.aliyun.oss import OssUploadApp
+from otahub.faces.aliyun.protocol.ratelimits import limiter_from_spec
 from otahub.faces.aws.handlers import all_handlers
 from otahub.faces.aws.s3 import S3App
 from otahub.faces.aws.wire.app import AwsApp, AwsDeps
+from otahub.faces.aws.wire.throttle import AccountThrottle
+from otahub.gateway.aliyun.topics import AliyunTopics
 from otahub.gateway.aws.documents import DocumentRenderer
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.embedded.pki import CertificateAuthority
 from otahub.gateway.embedded.transport import EmbeddedTransport
 from otahub.gateway.external import ExternalBroker
 from otahub.gateway.hooks import BrokerHooks
+from otahub.gateway.logins import DeviceLogins
 from otahub.store.db import Database
 from otahub.store.leases import Lease
 from otahub.store.migrate import migrate
@@ -36,6 +45,7 @@ from otahub.store.migrate import migrate
 log = logging.getLogger("otahub.runtime")
 
 AWS_TOPICS_LEASE = 72_625_331  # advisory-lock key: who subscribes the `$aws` topics
+DEVICE_URL_EXPIRES_S = 3600  # the longest a presigned download URL may live
 
 
 class Runtime:
@@ -88,7 +98,7 @@ class Runtime:
         )
         tenant = await self.services.accounts.tenant(self.credentials.account_id)
         self.ca = CertificateAuthority(self.settings.data_dir / "ca")
-        self.hooks = BrokerHooks(self.services, tenant.id, self.service_password)
+        self.hooks = BrokerHooks(DeviceLogins(self.services, tenant.id, self.service_password))
         self.faces["aws"] = AwsApp(
             self.services,
             self.clock,
@@ -103,12 +113,17 @@ class Runtime:
                 self.ca.issue_device,
             ),
             s3=S3App(self.services, self.objects, self.clock),
+            throttle=AccountThrottle.from_settings(
+                self.clock, self.settings.aws_request_rate, self.settings.aws_request_burst
+            ),
         )
+        self._start_aliyun_face()
         self.bridge = DeviceBridge(
             self.services,
             self.clock,
             self._read_range,
             default_tenant=tenant.id,
+            aliyun=AliyunTopics(self.services, self.clock, self._read_range, self._device_url),
             render_document=self.render_document,
         )
         self._tasks = [asyncio.create_task(self.engine.run(self._stop), name="engine")]
@@ -117,6 +132,7 @@ class Runtime:
                 self.settings.broker_url,
                 self.bridge,
                 client_id=f"otahub-{socket.gethostname()}-{self.settings.port}",
+                share_group=self.settings.share_group,
                 owns_aws_topics=self.lease.held,
             )
             self._tasks += [
@@ -141,6 +157,16 @@ class Runtime:
         )
         self.ready = True
         log.info("runtime started")
+
+    def _start_aliyun_face(self) -> None:
+        self.faces["aliyun"] = AliyunApp(
+            self.services,
+            self.clock,
+            aliyun_handlers(),
+            AliyunDeps(self.objects, self.settings.http_base),
+            limiter=limiter_from_spec(self.clock, self.settings.aliyun_rate_limits),
+        )
+        self.faces["aliyun-oss"] = OssUploadApp(self.services, self.objects, self.clock)
 
     async def stop(self) -> None:
         self.ready = False
@@ -168,7 +194,12 @@ class Runtime:
 
     @property
     def service_password(self) -> str:
-        """The password of otahub's own MQTT identity (user `otahub`)."""
+        """The password of otahub's own MQTT identity (user `otahub`): the one in
+        `--broker-url` when it names one, so that a broker asking otahub's HTTP hooks
+        lets otahub itself in; otherwise derived from the root secret."""
+        given = urlsplit(self.settings.broker_url).password if self.settings.broker_url else None
+        if given:
+            return unquote(given)
         assert self.credentials is not None
         return derive_secret(self.credentials.secret_access_key, "mqtt-service").hex()
 
@@ -179,6 +210,14 @@ class Runtime:
         if self.transport is None:
             raise RuntimeError("no device transport")
         await self.transport.sink(batch)
+
+    def _device_url(self, device: Device, blob_key: str) -> str:
+        """A download URL of otahub for one device (Alibaba pushes carry it)."""
+        assert self.downloads is not None
+        params = self.downloads.sign(
+            blob_key, device_id=str(device.id), expires_in=DEVICE_URL_EXPIRES_S
+        )
+        return f"{self.settings.http_base}/dl/{quote(blob_key)}?{urlencode(params)}"
 
     async def _read_range(self, blob_key: str, start: int, length: int) -> bytes:
         return b"".join([c async for c in self.blobs.open_range(blob_key, start, start + length)])

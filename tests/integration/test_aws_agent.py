@@ -53,8 +53,9 @@ async def otahub_side(services: Services, tmp_path: Path) -> AsyncIterator[dict[
     tenant = await services.accounts.tenant("222222222222")
     bridge = DeviceBridge(services, services.ctx.clock, read_range, default_tenant=tenant.id)
     tag = uuid.uuid4().hex[:8]
-    ext = ExternalBroker("mqtt://127.0.0.1:1883", bridge, client_id=f"otahub-{tag}",
-                         share_group=f"g{tag}")
+    ext = ExternalBroker(
+        "mqtt://127.0.0.1:1883", bridge, client_id=f"otahub-{tag}", share_group=f"g{tag}"
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(ext.run(stop))
     await asyncio.wait_for(ext.connected.wait(), 10)
@@ -65,28 +66,44 @@ async def otahub_side(services: Services, tmp_path: Path) -> AsyncIterator[dict[
     await asyncio.wait_for(task, 10)
 
 
-async def ota_job(services: Services, side: dict[str, Any], thing: str, *,
-                  signature: bytes | None = None) -> None:
+async def ota_job(
+    services: Services, side: dict[str, Any], thing: str, *, signature: bytes | None = None
+) -> None:
     tenant = side["tenant"]
     device = await services.registry.create_device(tenant, thing)
     stream = f"AFR_OTA-{uuid.uuid4()}"
     await services.streams.create(tenant, stream, [StreamFile(0, "fw/1", len(FIRMWARE), {})])
     digest = hashlib.sha256(FIRMWARE).digest()
     sig = signature if signature is not None else sign_digest(side["key"], digest)
-    doc = {"version": "2.0.0", "afr_ota": {
-        "protocols": ["MQTT", "HTTP"], "streamname": stream,
-        "files": [{"filepath": "/fw.bin", "filesize": len(FIRMWARE), "fileid": 0,
-                   "certfile": "/cert.pem", "update_data_url": "http://otahub/dl/fw/1",
-                   "auth_scheme": "aws.s3.presigned",
-                   "sig-sha256-ecdsa": signature_to_base64(sig)}]}}
+    doc = {
+        "version": "2.0.0",
+        "afr_ota": {
+            "protocols": ["MQTT", "HTTP"],
+            "streamname": stream,
+            "files": [
+                {
+                    "filepath": "/fw.bin",
+                    "filesize": len(FIRMWARE),
+                    "fileid": 0,
+                    "certfile": "/cert.pem",
+                    "update_data_url": "http://otahub/dl/fw/1",
+                    "auth_scheme": "aws.s3.presigned",
+                    "sig-sha256-ecdsa": signature_to_base64(sig),
+                }
+            ],
+        },
+    }
     await services.jobs.create_job(
-        tenant, JobSpec(ref=f"AFR_OTA-{thing}", kind="ota", device_ids=[device.id],
-                        document=json.dumps(doc)),
+        tenant,
+        JobSpec(
+            ref=f"AFR_OTA-{thing}", kind="ota", device_ids=[device.id], document=json.dumps(doc)
+        ),
     )
 
 
-async def run_agent(services: Services, side: dict[str, Any], engine: Any, thing: str,
-                    tmp_path: Path, **cfg: Any) -> tuple[Any, AwsAgent]:
+async def run_agent(
+    services: Services, side: dict[str, Any], engine: Any, thing: str, tmp_path: Path, **cfg: Any
+) -> tuple[Any, AwsAgent]:
     await engine.tick()
 
     class Strip(httpx.AsyncBaseTransport):
@@ -99,8 +116,13 @@ async def run_agent(services: Services, side: dict[str, Any], engine: Any, thing
     inner = httpx.ASGITransport(app=make_download_app(side["store"], None))
     client = httpx.AsyncClient(transport=Strip())
     async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"{thing}-{side['tag']}") as mqtt:
-        agent = AwsAgent(mqtt, AwsAgentConfig(thing=thing, workdir=tmp_path / thing,
-                                              trusted_certificate=side["cert"], **cfg), client)
+        agent = AwsAgent(
+            mqtt,
+            AwsAgentConfig(
+                thing=thing, workdir=tmp_path / thing, trusted_certificate=side["cert"], **cfg
+            ),
+            client,
+        )
         await agent.start()
         try:
             outcome = await asyncio.wait_for(agent.process_next(), 60)
@@ -110,13 +132,14 @@ async def run_agent(services: Services, side: dict[str, Any], engine: Any, thing
     return outcome, agent
 
 
-async def test_mqtt_stream_in_cbor_with_signature(services: Services, engine: Any,
-                                                  otahub_side: dict[str, Any],
-                                                  tmp_path: Path) -> None:
+async def test_mqtt_stream_in_cbor_with_signature(
+    services: Services, engine: Any, otahub_side: dict[str, Any], tmp_path: Path
+) -> None:
     thing = f"dev-{otahub_side['tag']}-m"
     await ota_job(services, otahub_side, thing)
-    outcome, agent = await run_agent(services, otahub_side, engine, thing, tmp_path,
-                                     prefer=("MQTT",))
+    outcome, agent = await run_agent(
+        services, otahub_side, engine, thing, tmp_path, prefer=("MQTT",)
+    )
     assert outcome.status == "SUCCEEDED", outcome
     state = agent.slots.state()
     assert state.active == "b" and state.version == "2.0.0" and state.pending is None
@@ -127,32 +150,44 @@ async def test_mqtt_stream_in_cbor_with_signature(services: Services, engine: An
     assert ex.status.value == "SUCCEEDED" and ex.status_details == {"reason": "accepted 2.0.0"}
 
 
-async def test_http_download_resumes_after_interruption(services: Services, engine: Any,
-                                                        otahub_side: dict[str, Any],
-                                                        tmp_path: Path) -> None:
+async def test_http_download_resumes_after_interruption(
+    services: Services, engine: Any, otahub_side: dict[str, Any], tmp_path: Path
+) -> None:
     thing = f"dev-{otahub_side['tag']}-h"
     await ota_job(services, otahub_side, thing)
-    outcome, agent = await run_agent(services, otahub_side, engine, thing, tmp_path,
-                                     prefer=("HTTP",), interrupt_http_after=100_000)
+    outcome, agent = await run_agent(
+        services,
+        otahub_side,
+        engine,
+        thing,
+        tmp_path,
+        prefer=("HTTP",),
+        interrupt_http_after=100_000,
+    )
     assert outcome.status == "SUCCEEDED", outcome
     assert agent.slots.image("b").read_bytes() == FIRMWARE
 
 
-async def test_bad_signature_and_failed_self_test(services: Services, engine: Any,
-                                                  otahub_side: dict[str, Any],
-                                                  tmp_path: Path) -> None:
+async def test_bad_signature_and_failed_self_test(
+    services: Services, engine: Any, otahub_side: dict[str, Any], tmp_path: Path
+) -> None:
     forged = f"dev-{otahub_side['tag']}-s"
     other_key = generate_private_key("ECDSA")
-    await ota_job(services, otahub_side, forged,
-                  signature=sign_digest(other_key, hashlib.sha256(FIRMWARE).digest()))
+    await ota_job(
+        services,
+        otahub_side,
+        forged,
+        signature=sign_digest(other_key, hashlib.sha256(FIRMWARE).digest()),
+    )
     outcome, agent = await run_agent(services, otahub_side, engine, forged, tmp_path)
     assert (outcome.status, outcome.reason) == ("FAILED", "signature verification failed")
     assert agent.slots.state().version is None  # nothing installed
 
     broken = f"dev-{otahub_side['tag']}-t"
     await ota_job(services, otahub_side, broken)
-    outcome, agent = await run_agent(services, otahub_side, engine, broken, tmp_path,
-                                     self_test=lambda image: False)
+    outcome, agent = await run_agent(
+        services, otahub_side, engine, broken, tmp_path, self_test=lambda image: False
+    )
     assert outcome.status == "FAILED" and "rolled back" in outcome.reason
     state = agent.slots.state()
     assert state.active == "a" and state.pending is None

@@ -46,8 +46,7 @@ class PrivateMosquitto:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)],
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stderr=subprocess.DEVNULL)
         for _ in range(100):
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
                 return
@@ -77,27 +76,31 @@ async def device(name: str, port: int, notified: set[str], stop: asyncio.Event) 
     base = f"$aws/things/{name}/jobs"
     while not stop.is_set():
         try:
-            async with aiomqtt.Client("127.0.0.1", port, identifier=name, clean_session=False,
-                                      keepalive=5) as c:
+            async with aiomqtt.Client(
+                "127.0.0.1", port, identifier=name, clean_session=False, keepalive=5
+            ) as c:
                 await c.subscribe(f"{base}/notify-next", qos=1)
                 await c.subscribe(f"{base}/+/update/accepted", qos=1)
                 await c.publish(f"{base}/$next/get", b"{}", qos=1)  # catch up after reconnect
                 await c.subscribe(f"{base}/$next/get/accepted", qos=1)
                 async for message in c.messages:
-                    body = json.loads(message.payload) if isinstance(message.payload,
-                                                                     bytes) else {}
+                    body = json.loads(message.payload) if isinstance(message.payload, bytes) else {}
                     ex = body.get("execution")
                     if ex and str(message.topic).endswith("/notify-next"):
                         notified.add(name)
                     if ex and ex.get("status") == "QUEUED":
-                        await c.publish(f"{base}/{ex['jobId']}/update",
-                                        json.dumps({"status": "SUCCEEDED"}), qos=1)
+                        await c.publish(
+                            f"{base}/{ex['jobId']}/update",
+                            json.dumps({"status": "SUCCEEDED"}),
+                            qos=1,
+                        )
         except aiomqtt.MqttError:
             await asyncio.sleep(0.2)
 
 
-async def test_rollout_survives_a_broker_restart(services: Services, clock: FakeClock,
-                                                 broker: PrivateMosquitto) -> None:
+async def test_rollout_survives_a_broker_restart(
+    services: Services, clock: FakeClock, broker: PrivateMosquitto
+) -> None:
     tenant = await services.accounts.tenant("333333333333")
     tag = uuid.uuid4().hex[:6]
     names = [f"r{tag}-{i}" for i in range(DEVICES)]
@@ -107,11 +110,20 @@ async def test_rollout_survives_a_broker_restart(services: Services, clock: Fake
     group = await services.registry.get_group(tenant.id, "fleet")
     job = await services.jobs.create_job(
         tenant.id,
-        JobSpec(ref="restart", kind="job", group_ids=[group.id], document="{}",
-                policies=JobPolicies(RolloutPolicy(max_per_minute=50))),
+        JobSpec(
+            ref="restart",
+            kind="job",
+            group_ids=[group.id],
+            document="{}",
+            policies=JobPolicies(RolloutPolicy(max_per_minute=50)),
+        ),
     )
-    bridge = DeviceBridge(services, clock, lambda *a: asyncio.sleep(0, b""),  # type: ignore[arg-type]
-                          default_tenant=tenant.id)
+    bridge = DeviceBridge(
+        services,
+        clock,
+        lambda *a: asyncio.sleep(0, b""),  # type: ignore[arg-type]
+        default_tenant=tenant.id,
+    )
     ext = ExternalBroker(f"mqtt://127.0.0.1:{broker.port}", bridge, client_id=f"otahub-{tag}")
     stop = asyncio.Event()
     tasks = [asyncio.create_task(ext.run(stop))]

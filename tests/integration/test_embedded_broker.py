@@ -32,8 +32,9 @@ KEY, SECRET = "AKIDEMBEDDED", "embedded-secret"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     data = Path(tmp_path_factory.mktemp("embedded"))
-    proc = ServerProcess(data, env={"OTAHUB_ACCESS_KEY_ID": KEY,
-                                    "OTAHUB_SECRET_ACCESS_KEY": SECRET}).start()
+    proc = ServerProcess(
+        data, env={"OTAHUB_ACCESS_KEY_ID": KEY, "OTAHUB_SECRET_ACCESS_KEY": SECRET}
+    ).start()
     yield proc
     proc.stop()
     # Refused connections and denied topics leave log lines, never a traceback.
@@ -42,8 +43,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="module")
 def iot(server: ServerProcess) -> Any:
-    return boto3.client("iot", endpoint_url=server.url, region_name="eu-west-1",
-                        aws_access_key_id=KEY, aws_secret_access_key=SECRET)
+    return boto3.client(
+        "iot",
+        endpoint_url=server.url,
+        region_name="eu-west-1",
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
+    )
 
 
 def device_files(server: ServerProcess, iot: Any, thing: str, tmp: Path) -> dict[str, str]:
@@ -85,8 +91,9 @@ def expect(inbox: queue.Queue[Any], kind: str, seconds: float = 10) -> Any:
 def test_aws_device_over_mutual_tls(server: ServerProcess, iot: Any, tmp_path: Path) -> None:
     thing = f"emb-{uuid.uuid4().hex[:6]}"
     f = device_files(server, iot, thing, tmp_path)
-    c, inbox = paho_client(thing, tls={"ca_certs": f["ca"], "certfile": f["cert"],
-                                       "keyfile": f["key"]})
+    c, inbox = paho_client(
+        thing, tls={"ca_certs": f["ca"], "certfile": f["cert"], "keyfile": f["key"]}
+    )
     c.connect("127.0.0.1", server.mqtts_port)
     c.loop_start()
     try:
@@ -172,34 +179,47 @@ def test_awsiotsdk_over_mutual_tls(server: ServerProcess, iot: Any, tmp_path: Pa
     thing = f"sdk-{uuid.uuid4().hex[:6]}"
     f = device_files(server, iot, thing, tmp_path)
     conn = mqtt_connection_builder.mtls_from_path(
-        endpoint="127.0.0.1", port=server.mqtts_port, cert_filepath=f["cert"],
-        pri_key_filepath=f["key"], ca_filepath=f["ca"], client_id=thing, clean_session=True,
-        keep_alive_secs=30, enable_metrics_collection=False)
+        endpoint="127.0.0.1",
+        port=server.mqtts_port,
+        cert_filepath=f["cert"],
+        pri_key_filepath=f["key"],
+        ca_filepath=f["ca"],
+        client_id=thing,
+        clean_session=True,
+        keep_alive_secs=30,
+        enable_metrics_collection=False,
+    )
     conn.connect().result(10)
     try:
-        jobs = iotjobs.IotJobsClientV2(conn, mqtt_request_response.ClientOptions(
-            max_request_response_subscriptions=4, max_streaming_subscriptions=2,
-            operation_timeout_in_seconds=10))
+        jobs = iotjobs.IotJobsClientV2(
+            conn,
+            mqtt_request_response.ClientOptions(
+                max_request_response_subscriptions=4,
+                max_streaming_subscriptions=2,
+                operation_timeout_in_seconds=10,
+            ),
+        )
         arn = iot.describe_thing(thingName=thing)["thingArn"]
         iot.create_job(jobId=f"j-{thing}", targets=[arn], document='{"go": 1}')
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             pending = jobs.get_pending_job_executions(
-                iotjobs.GetPendingJobExecutionsRequest(thing_name=thing)).result(10)
+                iotjobs.GetPendingJobExecutionsRequest(thing_name=thing)
+            ).result(10)
             if pending.queued_jobs:
                 break
             time.sleep(0.3)
         assert [j.job_id for j in pending.queued_jobs] == [f"j-{thing}"]
         started = jobs.start_next_pending_job_execution(
-            iotjobs.StartNextPendingJobExecutionRequest(thing_name=thing)).result(10)
+            iotjobs.StartNextPendingJobExecutionRequest(thing_name=thing)
+        ).result(10)
         assert started.execution.job_document == {"go": 1}
     finally:
         conn.disconnect().result(10)
     assert ssl  # the TLS stack the listener uses is the standard one
 
 
-def test_http_hooks_for_external_brokers(server: ServerProcess, iot: Any,
-                                         tmp_path: Path) -> None:
+def test_http_hooks_for_external_brokers(server: ServerProcess, iot: Any, tmp_path: Path) -> None:
     pk, dn, secret = f"a1{uuid.uuid4().hex[:9]}", "hookdev", "hook-secret"
     asyncio.run(aliyun_device(server, pk, dn, secret))
     client_id, user, password = linkkit_login(pk, dn, secret)
@@ -211,16 +231,30 @@ def test_http_hooks_for_external_brokers(server: ServerProcess, iot: Any,
     login = {"clientid": client_id, "username": user}
     assert post("/mqtt/auth", {**login, "password": password}) == "allow"
     assert post("/mqtt/auth", {**login, "password": "0" * 40}) == "deny"
-    assert post("/mqtt/acl", {**login, "topic": f"/ota/device/inform/{pk}/{dn}",
-                              "action": "publish"}) == "allow"
-    assert post("/mqtt/acl", {**login, "topic": f"/ota/device/inform/{pk}/x",
-                              "action": "publish"}) == "deny"
+    assert (
+        post("/mqtt/acl", {**login, "topic": f"/ota/device/inform/{pk}/{dn}", "action": "publish"})
+        == "allow"
+    )
+    assert (
+        post("/mqtt/acl", {**login, "topic": f"/ota/device/inform/{pk}/x", "action": "publish"})
+        == "deny"
+    )
     thing = f"hk-{uuid.uuid4().hex[:6]}"
     f = device_files(server, iot, thing, tmp_path)
     cert = Path(f["cert"]).read_text()
     assert post("/mqtt/auth", {"clientid": thing, "cert_pem": cert}) == "allow"
     assert post("/mqtt/auth", {"clientid": thing}) == "deny"
-    assert post("/mqtt/acl", {"clientid": thing, "topic": f"$aws/things/{thing}/jobs/get",
-                              "action": "publish"}) == "allow"
-    assert post("/mqtt/acl", {"clientid": thing, "topic": "$aws/things/other/jobs/get",
-                              "action": "publish"}) == "deny"
+    assert (
+        post(
+            "/mqtt/acl",
+            {"clientid": thing, "topic": f"$aws/things/{thing}/jobs/get", "action": "publish"},
+        )
+        == "allow"
+    )
+    assert (
+        post(
+            "/mqtt/acl",
+            {"clientid": thing, "topic": "$aws/things/other/jobs/get", "action": "publish"},
+        )
+        == "deny"
+    )

@@ -103,3 +103,51 @@ async def test_outbox_stays_unsent_while_disconnected(services: Services, engine
 
     assert await OutboxPublisher(services.ctx.db, services.ctx.clock, sink).drain() == 1
     assert ok == [thing.id]
+
+
+class CountingBridge:
+    """Records the device messages a broker client hands over."""
+
+    def __init__(self, expect: int) -> None:
+        self.topics: list[str] = []
+        self.expect = expect
+        self.all_there = asyncio.Event()
+
+    async def on_message(self, device: Any, topic: str, payload: bytes) -> list[Any]:
+        self.topics.append(topic)
+        if len(self.topics) >= self.expect:
+            self.all_there.set()
+        return []
+
+
+async def test_a_stopped_process_leaves_its_share_of_device_traffic() -> None:
+    """Two otahub processes share the Alibaba topics; once one stops cleanly, every
+    device message reaches the other instead of waiting in the stopped one's
+    persistent session."""
+    need_service("Mosquitto", "127.0.0.1", 1883)
+    tag = uuid.uuid4().hex[:8]
+    bridges = [CountingBridge(10), CountingBridge(10)]
+    stops = [asyncio.Event(), asyncio.Event()]
+    clients = [
+        ExternalBroker(
+            "mqtt://127.0.0.1:1883",
+            bridge,  # type: ignore[arg-type]
+            client_id=f"otahub-{tag}-{i}",
+            share_group=f"g{tag}",
+        )
+        for i, bridge in enumerate(bridges)
+    ]
+    runs = [asyncio.create_task(c.run(s)) for c, s in zip(clients, stops, strict=True)]
+    for c in clients:
+        await asyncio.wait_for(c.connected.wait(), 10)
+    stops[0].set()
+    await asyncio.wait_for(runs[0], 10)
+
+    topic = f"/ota/device/inform/pk{tag}/dev"
+    async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"dev-{tag}") as device:
+        for i in range(10):
+            await device.publish(topic, json.dumps({"id": i}).encode(), qos=1)
+    await asyncio.wait_for(bridges[1].all_there.wait(), 10)
+    assert bridges[0].topics == [] and bridges[1].topics == [topic] * 10
+    stops[1].set()
+    await asyncio.wait_for(runs[1], 10)

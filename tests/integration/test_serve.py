@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.conftest import need_service
 from tests.integration.server import ServerProcess
 
 
@@ -33,3 +34,24 @@ def test_access_key_from_environment(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data", env=env).start()
     assert server.stop() == 0
     assert "AKIDEXAMPLE" in server.output
+
+
+def test_external_broker_password_lets_otahub_through_its_own_hooks(tmp_path: Path) -> None:
+    """A broker that asks otahub's HTTP hooks must let otahub's own client in with the
+    password of `--broker-url`; the banner never shows that password."""
+    need_service("Mosquitto", "127.0.0.1", 1883)
+    url = "mqtt://otahub:broker-s3cret@127.0.0.1:1883"
+    server = ServerProcess(tmp_path / "data", args=["--broker-url", url]).start()
+    try:
+
+        def auth(password: str) -> str:
+            body = {"clientid": "otahub-x", "username": "otahub", "password": password}
+            result: str = httpx.post(f"{server.url}/mqtt/auth", json=body).json()["result"]
+            return result
+
+        assert auth("broker-s3cret") == "allow"
+        assert auth("guess") == "deny"
+    finally:
+        server.stop()
+    assert "broker-s3cret" not in server.output
+    assert "mqtt://otahub:***@127.0.0.1:1883" in server.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -17,6 +18,19 @@ from otahub.logs import configure
 @click.version_option(__version__, prog_name="otahub")
 def main() -> None:
     """otahub: self-hosted OTA firmware updates for AWS IoT and Alibaba Cloud IoT clients."""
+
+
+def _check_aliyun_rate_limits(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    from otahub.core.clock import SystemClock
+    from otahub.faces.aliyun.protocol.ratelimits import limiter_from_spec
+
+    try:
+        limiter_from_spec(SystemClock(), value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
 
 
 @main.command()
@@ -56,6 +70,37 @@ def main() -> None:
     help="s3://bucket?endpoint=http://host:port for an S3-compatible store "
     "(default: files in the data dir)",
 )
+@click.option(
+    "--aws-request-rate",
+    envvar="OTAHUB_AWS_REQUEST_RATE",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="AWS API requests a second each account may make (0: no limit); over it: "
+    "ThrottlingException",
+)
+@click.option(
+    "--aws-request-burst",
+    envvar="OTAHUB_AWS_REQUEST_BURST",
+    default=None,
+    type=float,
+    help="requests an account may make at once (default: the rate)",
+)
+@click.option(
+    "--aliyun-rate-limits",
+    envvar="OTAHUB_ALIYUN_RATE_LIMITS",
+    default=None,
+    callback=_check_aliyun_rate_limits,
+    help="Alibaba API calls a second per account and action: 'off', or "
+    "'default=10,CreateOTAVerifyJob=20' (default: Alibaba's documented limits)",
+)
+@click.option(
+    "--share-group",
+    envvar="OTAHUB_SHARE_GROUP",
+    default="otahub",
+    show_default=True,
+    help="shared-subscription group of the otahub processes on one external broker",
+)
 @click.option("--log-level", envvar="OTAHUB_LOG_LEVEL", default="info", show_default=True)
 def serve(
     host: str,
@@ -67,6 +112,10 @@ def serve(
     public_host: str | None,
     broker_url: str | None,
     blob_url: str | None,
+    aws_request_rate: float,
+    aws_request_burst: float | None,
+    aliyun_rate_limits: str | None,
+    share_group: str,
     log_level: str,
 ) -> None:
     """Run the server: HTTP APIs, device gateway and rollout engine in one process."""
@@ -83,8 +132,12 @@ def serve(
         log_level=log_level,
         broker_url=broker_url,
         blob_url=blob_url,
+        aws_request_rate=aws_request_rate,
+        aws_request_burst=aws_request_burst,
+        share_group=share_group,
         access_key_id=os.environ.get("OTAHUB_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("OTAHUB_SECRET_ACCESS_KEY"),
+        aliyun_rate_limits=aliyun_rate_limits,
     )
     configure(log_level)
     try:
@@ -124,6 +177,14 @@ async def _serve(settings: Settings) -> None:
         await runtime.stop()
 
 
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 def _banner(settings: Settings, runtime: object) -> None:
     from otahub.runtime import Runtime
 
@@ -134,7 +195,7 @@ def _banner(settings: Settings, runtime: object) -> None:
         f"otahub {__version__} is ready",
         f"  HTTP       {settings.http_base}   (AWS iot, iot-jobs-data, signer, s3; Alibaba RPC)",
         *(
-            [f"  MQTT       {settings.broker_url}   (external broker)"]
+            [f"  MQTT       {_without_password(settings.broker_url)}   (external broker)"]
             if settings.broker_url
             else [
                 f"  MQTT       mqtt://{host}:{settings.mqtt_port}   (embedded broker)",

@@ -47,6 +47,7 @@ class RolloutPolicy:
     max_per_minute: int | None = None
     exponential: ExponentialRate | None = None
     gray_percent: float | None = None  # share of the targets that get an execution at all
+    skip_busy: bool = False  # leave out devices with unfinished work in another job
 
     def validate(self) -> None:
         if self.max_per_minute is not None and self.max_per_minute < 1:
@@ -232,6 +233,7 @@ class JobPolicies:
                 max_per_minute=r.get("max_per_minute"),
                 exponential=ExponentialRate(**exp) if exp else None,
                 gray_percent=r.get("gray_percent"),
+                skip_busy=bool(r.get("skip_busy", False)),
             ),
             abort=tuple(
                 AbortCriterion(

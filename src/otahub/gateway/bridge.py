@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from otahub.core.clock import Clock
-from otahub.core.entities import Device
+from otahub.core.entities import Device, Execution
 from otahub.core.outbox import Notification
 from otahub.core.services import Services
 from otahub.gateway.aws.jobs_mqtt import JobsTopics, Outgoing, RenderDocument
@@ -29,7 +29,11 @@ class Dialect(Protocol):
 
     async def handle(self, device: Device, topic: str, payload: bytes) -> list[Outgoing]: ...
 
-    async def notifications(self, device: Device, kinds: Sequence[str]) -> list[Outgoing]: ...
+    async def notifications(
+        self, device: Device, kinds: Sequence[str], pending: list[Execution] | None = None
+    ) -> list[Outgoing]:
+        """`pending`: the device's released pending executions, when the caller has them."""
+        ...
 
 
 Deliver = Callable[[Device, Outgoing], Awaitable[None]]
@@ -97,8 +101,8 @@ class DeviceBridge:
             kinds[n.device_id].append(n.kind)
         out: list[tuple[Device, Outgoing]] = []
         found = await self.services.registry.get_devices(list(kinds))
-        things = [d.id for d in found if d.is_aws_thing]
-        pending = await self.services.executions.pending_for_devices(things) if things else {}
+        wanted = [d.id for d in found if d.is_aws_thing or self.aliyun is not None]
+        pending = await self.services.executions.pending_for_devices(wanted) if wanted else {}
         for device in found:
             try:
                 if device.is_aws_thing:
@@ -106,7 +110,9 @@ class DeviceBridge:
                         device, kinds[device.id], pending[device.id]
                     )
                 elif self.aliyun is not None:
-                    messages = await self.aliyun.notifications(device, kinds[device.id])
+                    messages = await self.aliyun.notifications(
+                        device, kinds[device.id], pending[device.id]
+                    )
                 else:
                     continue
             except Exception:

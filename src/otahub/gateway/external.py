@@ -144,6 +144,20 @@ class ExternalBroker:
             for error in errors:
                 if error is not None:
                     raise error  # the connection error: reconnect
+            if stopper in done:
+                await self._leave(client)
+
+    async def _leave(self, client: aiomqtt.Client) -> None:
+        """On a clean stop, leave the subscriptions: the broker would otherwise keep
+        handing this persistent session its share of device requests until the
+        session expires, and they would wait there unanswered."""
+        try:
+            for topic in SHARED_REQUEST_TOPICS:
+                await client.unsubscribe(f"$share/{self.share_group}/{topic}")
+            for topic in AWS_REQUEST_TOPICS:
+                await client.unsubscribe(topic)
+        except aiomqtt.MqttError:
+            log.info("left the broker without unsubscribing")
 
     async def _follow_aws_role(self, client: aiomqtt.Client, subscribed: bool) -> None:
         """Keep the `$aws` subscriptions in step with this process's role."""

@@ -14,26 +14,17 @@ import json
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otahub.core.services import Services
-from otahub.gateway.embedded.identity import (
-    Identity,
-    aliyun_password_ok,
-    may_use,
-    parse_aliyun_login,
-)
-
-SERVICE_USER = "otahub"
+from otahub.gateway.embedded.identity import may_use
+from otahub.gateway.logins import DeviceLogins
 
 
 class BrokerHooks:
-    def __init__(self, services: Services, tenant_id: int, service_password: str) -> None:
-        self.services = services
-        self.tenant_id = tenant_id
-        self.service_password = service_password
+    def __init__(self, logins: DeviceLogins) -> None:
+        self.logins = logins
 
     async def _body(self, request: Request) -> dict[str, Any]:
         try:
@@ -42,53 +33,33 @@ class BrokerHooks:
             return {}
         return body if isinstance(body, dict) else {}
 
-    async def identify(self, body: dict[str, Any], *, check_secret: bool) -> Identity | None:
-        client_id = str(body.get("clientid") or "")
-        username = body.get("username")
-        password = body.get("password")
-        if username == SERVICE_USER:
-            return (
-                Identity("service")
-                if (not check_secret or password == self.service_password)
-                else None
-            )
-        login = parse_aliyun_login(client_id, username)
-        if login is not None:
-            device = await self.services.registry.find_device(
-                self.tenant_id, login.device_name, login.product_key
-            )
-            if device is None or not device.secret:
-                return None
-            if check_secret and not aliyun_password_ok(login, device.secret, str(password or "")):
-                return None
-            return Identity(
-                "aliyun", device.id, product_key=login.product_key, device_name=login.device_name
-            )
-        pem = body.get("cert_pem")
-        if check_secret:
-            if not pem:
-                return None
-            try:
-                cert = x509.load_pem_x509_certificate(str(pem).encode())
-            except ValueError:
-                return None
-            device = await self.services.certificates.device_for(
-                cert.fingerprint(hashes.SHA256()).hex(), client_id
-            )
-        else:
-            # Authorization after the broker authenticated the client: its id is the thing.
-            device = await self.services.registry.find_device(self.tenant_id, client_id)
-        if device is None or not device.is_aws_thing:
-            return None
-        return Identity("aws", device.id, thing=device.name)
-
     async def auth(self, request: Request) -> Response:
-        identity = await self.identify(await self._body(request), check_secret=True)
+        body = await self._body(request)
+        der = _certificate_der(body.get("cert_pem"))
+        username, password = body.get("username"), body.get("password")
+        identity = await self.logins.login(
+            str(body.get("clientid") or ""),
+            None if username is None else str(username),
+            None if password is None else str(password),
+            der,
+        )
         return JSONResponse({"result": "allow" if identity else "deny", "is_superuser": False})
 
     async def acl(self, request: Request) -> Response:
         body = await self._body(request)
-        identity = await self.identify(body, check_secret=False)
+        username = body.get("username")
+        identity = await self.logins.authorized(
+            str(body.get("clientid") or ""), None if username is None else str(username)
+        )
         topic = str(body.get("topic") or "")
         allowed = identity is not None and bool(topic) and may_use(identity, topic)
         return JSONResponse({"result": "allow" if allowed else "deny"})
+
+
+def _certificate_der(pem: Any) -> bytes | None:
+    if not pem:
+        return None
+    try:
+        return x509.load_pem_x509_certificate(str(pem).encode()).public_bytes(Encoding.DER)
+    except ValueError:
+        return None

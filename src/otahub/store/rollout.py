@@ -120,7 +120,27 @@ async def targets_page(
     if ts is None:
         return None
     sub = ts.subquery()
-    return select(sub.c.id).where(sub.c.id > cursor).order_by(sub.c.id).limit(limit)
+    return (
+        select(sub.c.id)
+        .where(sub.c.id > cursor, *_not_busy(job, sub.c.id))
+        .order_by(sub.c.id)
+        .limit(limit)
+    )
+
+
+def _not_busy(job: Any, device_id: Any) -> list[Any]:
+    """With the rollout's `skip_busy`: no unfinished execution in another job."""
+    if not (job.policies or {}).get("rollout", {}).get("skip_busy"):
+        return []
+    other = executions.alias("other")
+    return [
+        ~exists().where(
+            other.c.device_id == device_id,
+            other.c.job_id != job.id,
+            other.c.superseded.is_(False),
+            other.c.status.in_([s.value for s in (S.CONFIRM, S.QUEUED, S.NOTIFIED, S.IN_PROGRESS)]),
+        )
+    ]
 
 
 async def changed_targets(
@@ -142,6 +162,7 @@ async def changed_targets(
         .where(
             sub.c.id.in_(changed),
             ~exists().where(executions.c.job_id == job.id, executions.c.device_id == sub.c.id),
+            *_not_busy(job, sub.c.id),
         )
         .order_by(sub.c.id)
         .limit(limit)

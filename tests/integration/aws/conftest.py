@@ -19,16 +19,20 @@ KEY, SECRET = "AKIDOTAHUBTEST", "otahub-test-secret"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     data = tmp_path_factory.mktemp("aws-server")
-    proc = ServerProcess(Path(data), env={"OTAHUB_ACCESS_KEY_ID": KEY,
-                                          "OTAHUB_SECRET_ACCESS_KEY": SECRET}).start()
+    proc = ServerProcess(
+        Path(data), env={"OTAHUB_ACCESS_KEY_ID": KEY, "OTAHUB_SECRET_ACCESS_KEY": SECRET}
+    ).start()
     yield proc
     proc.stop()
 
 
 def client(server: ServerProcess, service: str) -> Any:
     return boto3.client(
-        service, endpoint_url=server.url, region_name="eu-west-1",
-        aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+        service,
+        endpoint_url=server.url,
+        region_name="eu-west-1",
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
     )
 
 
@@ -57,9 +61,11 @@ def mqtt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     """A server that reaches devices through the real Mosquitto."""
     need_service("Mosquitto", "127.0.0.1", 1883)
     data = Path(tmp_path_factory.mktemp("mqtt-server"))
-    proc = ServerProcess(data, env={"OTAHUB_ACCESS_KEY_ID": KEY,
-                                    "OTAHUB_SECRET_ACCESS_KEY": SECRET},
-                         args=["--broker-url", "mqtt://127.0.0.1:1883"]).start()
+    proc = ServerProcess(
+        data,
+        env={"OTAHUB_ACCESS_KEY_ID": KEY, "OTAHUB_SECRET_ACCESS_KEY": SECRET},
+        args=["--broker-url", "mqtt://127.0.0.1:1883"],
+    ).start()
     yield proc
     proc.stop()
 

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.mosquitto
 
 def connect(thing: str) -> mqtt.Connection:
     client = mqtt.Client(io.ClientBootstrap.get_or_create_static_default(), None)
-    conn = mqtt.Connection(client=client, host_name="127.0.0.1", port=1883, client_id=thing,
-                           clean_session=True, keep_alive_secs=30)
+    conn = mqtt.Connection(
+        client=client,
+        host_name="127.0.0.1",
+        port=1883,
+        client_id=thing,
+        clean_session=True,
+        keep_alive_secs=30,
+    )
     conn.connect().result(10)
     return conn
 
@@ -31,16 +37,23 @@ def test_jobs_client_v2_takes_a_job(mqtt_server: Any) -> None:
     arn = iot.create_thing(thingName=thing)["thingArn"]
     conn = connect(thing)
     try:
-        jobs = iotjobs.IotJobsClientV2(conn, mqtt_request_response.ClientOptions(
-            max_request_response_subscriptions=4, max_streaming_subscriptions=2,
-            operation_timeout_in_seconds=10))
+        jobs = iotjobs.IotJobsClientV2(
+            conn,
+            mqtt_request_response.ClientOptions(
+                max_request_response_subscriptions=4,
+                max_streaming_subscriptions=2,
+                operation_timeout_in_seconds=10,
+            ),
+        )
         events: queue.Queue[Any] = queue.Queue()
         stream = jobs.create_next_job_execution_changed_stream(
             iotjobs.NextJobExecutionChangedSubscriptionRequest(thing_name=thing),
-            ServiceStreamOptions(incoming_event_listener=events.put))
+            ServiceStreamOptions(incoming_event_listener=events.put),
+        )
         stream.open()
         pending = jobs.get_pending_job_executions(
-            iotjobs.GetPendingJobExecutionsRequest(thing_name=thing)).result(10)
+            iotjobs.GetPendingJobExecutionsRequest(thing_name=thing)
+        ).result(10)
         assert pending.queued_jobs == [] and pending.in_progress_jobs == []
 
         job_id = f"sdk-job-{uuid.uuid4().hex[:6]}"
@@ -50,22 +63,33 @@ def test_jobs_client_v2_takes_a_job(mqtt_server: Any) -> None:
 
         started = jobs.start_next_pending_job_execution(
             iotjobs.StartNextPendingJobExecutionRequest(
-                thing_name=thing, status_details={"step": "apply"})).result(10)
+                thing_name=thing, status_details={"step": "apply"}
+            )
+        ).result(10)
         assert started.execution.status == "IN_PROGRESS"
         assert started.execution.version_number == 2
 
         with pytest.raises(V2ServiceException) as err:
-            jobs.update_job_execution(iotjobs.UpdateJobExecutionRequest(
-                thing_name=thing, job_id=job_id, status="SUCCEEDED",
-                expected_version=1)).result(10)
+            jobs.update_job_execution(
+                iotjobs.UpdateJobExecutionRequest(
+                    thing_name=thing, job_id=job_id, status="SUCCEEDED", expected_version=1
+                )
+            ).result(10)
         assert err.value.modeled_error.code == "VersionMismatch"
 
-        done = jobs.update_job_execution(iotjobs.UpdateJobExecutionRequest(
-            thing_name=thing, job_id=job_id, status="SUCCEEDED", expected_version=2,
-            include_job_execution_state=True)).result(10)
+        done = jobs.update_job_execution(
+            iotjobs.UpdateJobExecutionRequest(
+                thing_name=thing,
+                job_id=job_id,
+                status="SUCCEEDED",
+                expected_version=2,
+                include_job_execution_state=True,
+            )
+        ).result(10)
         assert done.execution_state.status == "SUCCEEDED"
-        described = jobs.describe_job_execution(iotjobs.DescribeJobExecutionRequest(
-            thing_name=thing, job_id=job_id)).result(10)
+        described = jobs.describe_job_execution(
+            iotjobs.DescribeJobExecutionRequest(thing_name=thing, job_id=job_id)
+        ).result(10)
         assert described.execution.status == "SUCCEEDED"
     finally:
         conn.disconnect().result(10)

@@ -43,8 +43,9 @@ def test_objects_ranges_listing_and_versions(s3: Any) -> None:
     assert listing["CommonPrefixes"] == [{"Prefix": "images/"}]
     page = s3.list_objects_v2(Bucket=b, Prefix="images/", MaxKeys=1)
     assert page["IsTruncated"] and len(page["Contents"]) == 1
-    rest = s3.list_objects_v2(Bucket=b, Prefix="images/",
-                              ContinuationToken=page["NextContinuationToken"])
+    rest = s3.list_objects_v2(
+        Bucket=b, Prefix="images/", ContinuationToken=page["NextContinuationToken"]
+    )
     assert [o["Key"] for o in rest["Contents"]] == ["images/other.bin"]
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=b, Key="nope")

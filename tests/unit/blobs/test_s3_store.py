@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -226,3 +227,37 @@ async def test_download_app_over_s3(bucket: str) -> None:
                 fetched = await direct.get(response.headers["location"])
                 assert fetched.content == data
             assert (await http.get("/fw.bin")).status_code == 403
+
+
+async def test_job_documents_send_devices_to_the_stores_own_urls(
+    bucket: str, services: Any
+) -> None:
+    from otahub.core.services import JobSpec
+    from otahub.core.services.objects import ObjectService
+    from otahub.gateway.aws.documents import DocumentRenderer
+
+    store = blob_store_from_url(_url(bucket, "blobs"), "/unused")
+    objects = ObjectService(services.ctx, store)
+    tenant = await services.accounts.tenant("000000000042")
+    await objects.create_bucket(tenant.id, "firmware")
+    data = os.urandom(40_000)
+    await objects.put(tenant.id, "firmware", "fw.bin", data_stream(data))
+    thing = await services.registry.create_device(tenant.id, "dev-s3")
+    document = '{"url": "${aws:iot:s3-presigned-url:https://s3.amazonaws.com/firmware/fw.bin}"}'
+    job = await services.jobs.create_job(
+        tenant.id,
+        JobSpec(
+            ref="s3-direct",
+            kind="job",
+            device_ids=[thing.id],
+            document=document,
+            data={"presignedUrlConfig": {"expiresInSec": 120}},
+        ),
+    )
+    verifier = PresignVerifier(b"k" * 32, FakeClock())
+    rendered = await DocumentRenderer(objects, verifier, "http://otahub:8080")(job, thing, document)
+    assert rendered is not None
+    url = json.loads(rendered)["url"]
+    assert url.startswith(f"{ENDPOINT}/{bucket}/blobs/") and "X-Amz-Expires=120" in url
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(url)).content == data

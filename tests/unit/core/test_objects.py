@@ -34,8 +34,9 @@ async def objs(services: Services, store: FilesystemBlobStore) -> ObjectService:
     return ObjectService(services.ctx, store)
 
 
-async def test_put_get_replace_and_delete_unversioned(services: Services, objs: ObjectService,
-                                                      store: FilesystemBlobStore) -> None:
+async def test_put_get_replace_and_delete_unversioned(
+    services: Services, objs: ObjectService, store: FilesystemBlobStore
+) -> None:
     t = (await services.accounts.tenant("1")).id
     await objs.create_bucket(t, "fw-bucket")
     with pytest.raises(AlreadyExists) as err:
@@ -44,8 +45,11 @@ async def test_put_get_replace_and_delete_unversioned(services: Services, objs: 
     with pytest.raises(InvalidRequest):
         await objs.create_bucket(t, "Bad_Name")
     first = await objs.put(t, "fw-bucket", "a/fw.bin", chunks(b"one", b"two"))
-    assert (first.size, first.version_id, first.md5) == (6, "null",
-                                                         hashlib.md5(b"onetwo").hexdigest())
+    assert (first.size, first.version_id, first.md5) == (
+        6,
+        "null",
+        hashlib.md5(b"onetwo").hexdigest(),
+    )
     second = await objs.put(t, "fw-bucket", "a/fw.bin", chunks(b"three"))
     got = await objs.get(t, "fw-bucket", "a/fw.bin")
     assert await read(store, got.blob_key) == b"three" and got.blob_key == second.blob_key
@@ -59,16 +63,18 @@ async def test_put_get_replace_and_delete_unversioned(services: Services, objs: 
     await objs.delete_bucket(t, "fw-bucket")
 
 
-async def test_versions_and_delete_markers(services: Services, objs: ObjectService,
-                                           store: FilesystemBlobStore) -> None:
+async def test_versions_and_delete_markers(
+    services: Services, objs: ObjectService, store: FilesystemBlobStore
+) -> None:
     t = (await services.accounts.tenant("1")).id
     await objs.create_bucket(t, "vbucket")
     await objs.set_versioning(t, "vbucket", "Enabled")
     v1 = await objs.put(t, "vbucket", "fw.bin", chunks(b"v1"))
     v2 = await objs.put(t, "vbucket", "fw.bin", chunks(b"v2"))
     assert v1.version_id != v2.version_id != "null"
-    assert await read(store, (await objs.get(t, "vbucket", "fw.bin", v1.version_id)).blob_key) \
-        == b"v1"
+    assert (
+        await read(store, (await objs.get(t, "vbucket", "fw.bin", v1.version_id)).blob_key) == b"v1"
+    )
     assert (await objs.get(t, "vbucket", "fw.bin")).version_id == v2.version_id
     marker = await objs.delete(t, "vbucket", "fw.bin")
     assert marker is not None and marker.delete_marker
@@ -79,8 +85,9 @@ async def test_versions_and_delete_markers(services: Services, objs: ObjectServi
     assert (await objs.get(t, "vbucket", "fw.bin")).version_id == v2.version_id
 
 
-async def test_listing_with_prefix_delimiter_and_pages(services: Services,
-                                                       objs: ObjectService) -> None:
+async def test_listing_with_prefix_delimiter_and_pages(
+    services: Services, objs: ObjectService
+) -> None:
     t = (await services.accounts.tenant("1")).id
     await objs.create_bucket(t, "lbucket")
     for key in ("a/1", "a/2", "b/1", "c", "d"):
@@ -94,8 +101,9 @@ async def test_listing_with_prefix_delimiter_and_pages(services: Services,
     assert [o.key for o in (await objs.list(t, "lbucket", prefix="a/")).objects] == ["a/1", "a/2"]
 
 
-async def test_multipart_upload(services: Services, objs: ObjectService,
-                                store: FilesystemBlobStore) -> None:
+async def test_multipart_upload(
+    services: Services, objs: ObjectService, store: FilesystemBlobStore
+) -> None:
     t = (await services.accounts.tenant("1")).id
     await objs.create_bucket(t, "mbucket")
     big, small = b"A" * (5 * 1024 * 1024), b"tail"
@@ -120,4 +128,5 @@ async def test_multipart_upload(services: Services, objs: ObjectService,
     assert too_small.value.details["code"] == "EntityTooSmall"
     await objs.abort_multipart(t, "mbucket", "k2", small_first)
     assert not (store.root / "uploads" / small_first).exists() or not any(
-        (store.root / "uploads" / small_first).iterdir())
+        (store.root / "uploads" / small_first).iterdir()
+    )

@@ -23,7 +23,7 @@ IMAGE = os.urandom(100_001)  # not a multiple of 3: the base64 carry is exercise
 
 async def one(data: bytes) -> AsyncIterator[bytes]:
     for i in range(0, len(data), 7000):
-        yield data[i:i + 7000]
+        yield data[i : i + 7000]
 
 
 @pytest.fixture
@@ -35,8 +35,9 @@ async def signer(services: Services, tmp_path: Path) -> tuple[int, ObjectService
     return tenant, objs, SigningService(services.ctx, objs)
 
 
-async def test_profiles_version_on_new_keys(signer: tuple[int, ObjectService, SigningService]
-                                            ) -> None:
+async def test_profiles_version_on_new_keys(
+    signer: tuple[int, ObjectService, SigningService],
+) -> None:
     tenant, _, svc = signer
     first = await svc.put_profile(tenant, "fw_signer", platform_id="AmazonFreeRTOS-Default")
     assert len(first.version) == 10 and first.status == "Active"
@@ -54,14 +55,21 @@ async def test_profiles_version_on_new_keys(signer: tuple[int, ObjectService, Si
 
 
 async def test_signing_job_signs_the_digest_and_writes_the_signed_object(
-    signer: tuple[int, ObjectService, SigningService]
+    signer: tuple[int, ObjectService, SigningService],
 ) -> None:
     tenant, objs, svc = signer
     profile = await svc.put_profile(tenant, "fw_signer")
     obj = await objs.put(tenant, "src", "fw.bin", one(IMAGE))
-    job = await svc.start_job(tenant, "fw_signer", bucket="src", key="fw.bin",
-                              version=obj.version_id, dest_bucket="signed",
-                              dest_prefix="SignedImages/", client_token="tok-1")
+    job = await svc.start_job(
+        tenant,
+        "fw_signer",
+        bucket="src",
+        key="fw.bin",
+        version=obj.version_id,
+        dest_bucket="signed",
+        dest_prefix="SignedImages/",
+        client_token="tok-1",
+    )
     assert job.status == "Succeeded" and job.profile_version == profile.version
     assert job.signature is not None
     digest = hashlib.sha256(IMAGE).hexdigest()
@@ -74,8 +82,15 @@ async def test_signing_job_signs_the_digest_and_writes_the_signed_object(
     assert doc["rawPayloadSize"] == len(IMAGE)
     assert doc["signatureAlgorithm"] == "SHA256withECDSA"
     assert base64.b64decode(doc["payload"]) == IMAGE
-    again = await svc.start_job(tenant, "fw_signer", bucket="src", key="fw.bin", version=None,
-                                dest_bucket="signed", client_token="tok-1")
+    again = await svc.start_job(
+        tenant,
+        "fw_signer",
+        bucket="src",
+        key="fw.bin",
+        version=None,
+        dest_bucket="signed",
+        client_token="tok-1",
+    )
     assert again.id == job.id  # the same client token names the same job
     assert [j.id for j in await svc.list_jobs(tenant)] == [job.id]
 
@@ -84,10 +99,12 @@ async def test_signing_refusals(signer: tuple[int, ObjectService, SigningService
     tenant, objs, svc = signer
     await svc.put_profile(tenant, "p1")
     with pytest.raises(NotFound):
-        await svc.start_job(tenant, "p1", bucket="src", key="missing", version=None,
-                            dest_bucket="signed")
+        await svc.start_job(
+            tenant, "p1", bucket="src", key="missing", version=None, dest_bucket="signed"
+        )
     await objs.put(tenant, "src", "fw.bin", one(b"x"))
     await svc.cancel_profile(tenant, "p1")
     with pytest.raises(InvalidRequest):
-        await svc.start_job(tenant, "p1", bucket="src", key="fw.bin", version=None,
-                            dest_bucket="signed")
+        await svc.start_job(
+            tenant, "p1", bucket="src", key="fw.bin", version=None, dest_bucket="signed"
+        )

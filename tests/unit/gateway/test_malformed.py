@@ -17,7 +17,14 @@ from otahub.core.services.streams import StreamFile
 from otahub.gateway.bridge import DeviceBridge
 
 GARBAGE: list[bytes] = [
-    b"", b"null", b"[]", b"42", b'"text"', b"{", b"\xff\xfe\x00", b"{}" * 10,
+    b"",
+    b"null",
+    b"[]",
+    b"42",
+    b'"text"',
+    b"{",
+    b"\xff\xfe\x00",
+    b"{}" * 10,
     json.dumps({"status": 5, "statusDetails": [1], "expectedVersion": {"a": 1}}).encode(),
     json.dumps({"clientToken": {"nested": True}, "executionNumber": "x"}).encode(),
     json.dumps({"status": "SUCCEEDED", "statusDetails": {"k": "v" * 5000}}).encode(),
@@ -43,11 +50,18 @@ async def test_garbage_never_escapes_the_bridge(services: Services, engine: Engi
     bridge = DeviceBridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
     base = "$aws/things/t1/"
     topics = [
-        base + "jobs/get", base + "jobs/start-next", base + "jobs/$next/get",
-        base + "jobs/j1/get", base + "jobs/j1/update", base + "jobs/nope/update",
-        base + "jobs/j1/update/extra", base + "streams/s1/describe/json",
-        base + "streams/s1/get/json", base + "streams/s1/get/cbor",
-        base + "streams/s1/describe/cbor", base + "streams/zz/get/cbor",
+        base + "jobs/get",
+        base + "jobs/start-next",
+        base + "jobs/$next/get",
+        base + "jobs/j1/get",
+        base + "jobs/j1/update",
+        base + "jobs/nope/update",
+        base + "jobs/j1/update/extra",
+        base + "streams/s1/describe/json",
+        base + "streams/s1/get/json",
+        base + "streams/s1/get/cbor",
+        base + "streams/s1/describe/cbor",
+        base + "streams/zz/get/cbor",
     ]
     rng = random.Random(1)
     payloads = GARBAGE + [os.urandom(rng.randint(1, 64)) for _ in range(20)]
@@ -55,8 +69,10 @@ async def test_garbage_never_escapes_the_bridge(services: Services, engine: Engi
         for payload in payloads:
             out = await bridge.on_message(thing, topic, payload)
             for message in out:
-                assert "/rejected" in message.topic or "/accepted" in message.topic or (
-                    "/description/" in message.topic or "/data/" in message.topic
+                assert (
+                    "/rejected" in message.topic
+                    or "/accepted" in message.topic
+                    or ("/description/" in message.topic or "/data/" in message.topic)
                 ), (topic, payload[:40], message.topic)
                 if message.topic.endswith("/rejected"):
                     body: dict[str, Any] = json.loads(message.payload)
@@ -66,8 +82,9 @@ async def test_garbage_never_escapes_the_bridge(services: Services, engine: Engi
     assert ok.topic.endswith("get/accepted")
 
 
-@pytest.mark.parametrize("topic", ["$aws/things/ghost/jobs/get", "/ota/device/inform/pk/dn",
-                                   "not/a/device/topic"])
+@pytest.mark.parametrize(
+    "topic", ["$aws/things/ghost/jobs/get", "/ota/device/inform/pk/dn", "not/a/device/topic"]
+)
 async def test_unknown_devices_are_dropped(services: Services, topic: str) -> None:
     tenant = await services.accounts.tenant("1")
     bridge = DeviceBridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)

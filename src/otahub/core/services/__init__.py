@@ -10,6 +10,7 @@ from otahub.core.services.base import ServiceContext
 from otahub.core.services.certificates import CertificateService
 from otahub.core.services.executions import ExecutionService, Report
 from otahub.core.services.jobs import JobService, JobSpec
+from otahub.core.services.modules import ModuleService
 from otahub.core.services.packages import PackageService
 from otahub.core.services.registry import RegistryService
 from otahub.core.services.streams import StreamService
@@ -26,6 +27,7 @@ class Services:
     executions: ExecutionService
     streams: StreamService
     certificates: CertificateService
+    modules: ModuleService
 
     @classmethod
     def build(cls, db: Database, clock: Clock) -> Services:
@@ -39,6 +41,7 @@ class Services:
             executions=ExecutionService(ctx),
             streams=StreamService(ctx),
             certificates=CertificateService(ctx),
+            modules=ModuleService(ctx),
         )
 
 

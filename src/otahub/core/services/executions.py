@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal, select, update
+from sqlalchemy import and_, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otahub.core.entities import Execution, row_to
@@ -25,6 +25,7 @@ from otahub.core.states import (
     TERMINAL,
     ExecutionStatus,
     JobStatus,
+    can_transition,
     check_transition,
 )
 from otahub.store import rollout
@@ -33,6 +34,7 @@ from otahub.store.types import UTCDateTime
 
 S = ExecutionStatus
 _EXEC_COLS = [*executions.c, jobs.c.ref.label("job_ref")]
+RERUNNABLE = frozenset({S.FAILED, S.TIMED_OUT, S.REJECTED, S.CANCELED})
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,52 @@ class ExecutionService:
         async with self.ctx.db.read() as conn:
             rows = await conn.execute(q.order_by(order).limit(limit))
             return [row_to(Execution, r) for r in rows]
+
+    async def page_for_job(
+        self,
+        job_id: int,
+        *,
+        statuses: Sequence[ExecutionStatus] | None = None,
+        device_ids: Sequence[int] | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[Execution], int]:
+        """A page of the job's latest executions by device id, and the total."""
+        cond = [executions.c.job_id == job_id, executions.c.superseded.is_(False)]
+        if statuses is not None:
+            cond.append(executions.c.status.in_([s.value for s in statuses]))
+        if device_ids is not None:
+            cond.append(executions.c.device_id.in_(list(device_ids)))
+        q = (
+            select(*_EXEC_COLS, devices.c.name.label("device_name"))
+            .join(jobs, jobs.c.id == executions.c.job_id)
+            .join(devices, devices.c.id == executions.c.device_id)
+            .where(*cond)
+            .order_by(executions.c.device_id)
+            .offset(offset)
+            .limit(limit)
+        )
+        async with self.ctx.db.read() as conn:
+            total = (await conn.execute(select(func.count()).where(*cond))).scalar_one()
+            rows = await conn.execute(q)
+            return [row_to(Execution, r) for r in rows], int(total)
+
+    async def unfinished_for_device(self, device_id: int) -> list[Execution]:
+        """Every execution of the device not yet terminal, CONFIRM and unreleased ones
+        included, oldest first."""
+        q = (
+            select(*_EXEC_COLS, devices.c.name.label("device_name"))
+            .join(jobs, jobs.c.id == executions.c.job_id)
+            .join(devices, devices.c.id == executions.c.device_id)
+            .where(
+                executions.c.device_id == device_id,
+                executions.c.superseded.is_(False),
+                executions.c.status.not_in([s.value for s in TERMINAL]),
+            )
+            .order_by(executions.c.queued_at, executions.c.job_id)
+        )
+        async with self.ctx.db.read() as conn:
+            return [row_to(Execution, r) for r in await conn.execute(q)]
 
     # -- device side ----------------------------------------------------------------
 
@@ -360,6 +408,66 @@ class ExecutionService:
             await conn.execute(update(executions).where(_is(ex)).values(**values))
             await rollout.add_outbox(conn, job_id, [ex], "changed", now)
             return await _by_key(conn, ex.key)
+
+    async def cancel_in_job(
+        self,
+        job_id: int,
+        statuses: Sequence[ExecutionStatus],
+        *,
+        device_ids: Sequence[int] | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """Cancel, in one statement, the job's latest executions in `statuses` (of
+        these devices); each gets an outbox row. Returns how many."""
+        allowed = [s for s in statuses if can_transition(s, S.CANCELED)]
+        if not allowed:
+            return 0
+        extra = executions.c.device_id.in_(list(device_ids)) if device_ids is not None else None
+        async with self.ctx.db.transaction() as conn:
+            return await rollout.finish_executions(
+                conn,
+                job_id,
+                from_statuses=allowed,
+                to=S.CANCELED,
+                now=self.ctx.clock.now(),
+                reason=reason,
+                extra_where=extra,
+            )
+
+    async def rerun(self, job_id: int, device_id: int) -> Execution:
+        """Queue a new execution for a device whose latest one in the job ended without
+        success; a finished job becomes active again to roll it out."""
+        now = self.ctx.clock.now()
+        async with self.ctx.db.transaction() as conn:
+            ex = await _latest(conn, job_id, device_id)
+            if ex.status not in RERUNNABLE:
+                raise InvalidStateTransition(
+                    f"an execution that is {ex.status} cannot be run again", current=ex.state()
+                )
+            job = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
+            if JobStatus(job.status) is JobStatus.CANCELED:
+                raise InvalidStateTransition("the job is canceled", current=ex.state())
+            await conn.execute(
+                update(executions).where(_is(ex)).values(superseded=True, retry_pending=False)
+            )
+            await conn.execute(
+                insert(executions).values(
+                    job_id=job_id,
+                    device_id=device_id,
+                    execution_number=ex.execution_number + 1,
+                    status=S.QUEUED.value,
+                    queued_at=now,
+                    updated_at=now,
+                    retry_attempt=ex.retry_attempt,
+                )
+            )
+            if JobStatus(job.status) is JobStatus.COMPLETED:
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .values(status=JobStatus.IN_PROGRESS.value, completed_at=None, updated_at=now)
+                )
+            return await _by_key(conn, (job_id, device_id, ex.execution_number + 1))
 
     async def delete(
         self, job_id: int, device_id: int, execution_number: int, *, force: bool = False

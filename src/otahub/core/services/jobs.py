@@ -19,6 +19,7 @@ from otahub.core.services.base import ServiceContext
 from otahub.core.states import (
     ACTIVE_JOB,
     PENDING,
+    UNSTARTED,
     ExecutionStatus,
     JobStatus,
     ReleaseMode,
@@ -170,6 +171,33 @@ class JobService:
             rows = await conn.execute(q.order_by(jobs.c.id).limit(limit))
             return [row_to(Job, r) for r in rows]
 
+    async def page_jobs(
+        self,
+        tenant_id: int,
+        *,
+        package_id: int | None = None,
+        device_id: int | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[Job], int]:
+        """A page of the tenant's jobs, newest first (of a package; that have an
+        execution on a device), and the total."""
+        cond = [jobs.c.tenant_id == tenant_id]
+        if package_id is not None:
+            cond.append(jobs.c.package_id == package_id)
+        if device_id is not None:
+            cond.append(
+                jobs.c.id.in_(
+                    select(executions.c.job_id).where(executions.c.device_id == device_id)
+                )
+            )
+        async with self.ctx.db.read() as conn:
+            total = (await conn.execute(select(func.count()).where(*cond))).scalar_one()
+            rows = await conn.execute(
+                select(jobs).where(*cond).order_by(jobs.c.id.desc()).offset(offset).limit(limit)
+            )
+            return [row_to(Job, r) for r in rows], int(total)
+
     async def counts(self, job_id: int) -> dict[ExecutionStatus, int]:
         """Executions of the job per status (latest execution of each device)."""
         async with self.ctx.db.read() as conn:
@@ -183,6 +211,7 @@ class JobService:
         policies: JobPolicies | None = None,
         description: str | None = None,
         data: Mapping[str, Any] | None = None,
+        selector: sel.Selector | None = None,
     ) -> Job:
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as conn:
@@ -195,6 +224,8 @@ class JobService:
                 values["description"] = description
             if data is not None:
                 values["data"] = {**job.data, **data}
+            if selector is not None:
+                values["selector"] = sel.to_json(selector)
             await conn.execute(update(jobs).where(jobs.c.id == job.id).values(**values))
             return await load_job(conn, job.id)
 
@@ -256,6 +287,41 @@ class JobService:
                 .values(status=S.QUEUED.value, updated_at=now, version=executions.c.version + 1)
             )
             return int(result.rowcount or 0)
+
+    async def cancel_unstarted_elsewhere(self, job_id: int, *, reason: str) -> int:
+        """Cancel the unstarted executions that the job's targets have in other jobs
+        (the new job overrides them). Returns how many."""
+        now = self.ctx.clock.now()
+        e = executions
+        async with self.ctx.db.transaction() as conn:
+            job = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
+            targets = await rollout.target_set(conn, job)
+            if targets is None:
+                return 0
+            rows = (
+                await conn.execute(
+                    update(e)
+                    .where(
+                        e.c.job_id != job_id,
+                        e.c.superseded.is_(False),
+                        e.c.status.in_([s.value for s in UNSTARTED]),
+                        e.c.device_id.in_(targets.scalar_subquery()),
+                    )
+                    .values(
+                        status=S.CANCELED.value,
+                        reason=reason,
+                        finished_at=now,
+                        updated_at=now,
+                        deadline_at=None,
+                        version=e.c.version + 1,
+                    )
+                    .returning(e.c.job_id, e.c.device_id, e.c.execution_number)
+                )
+            ).all()
+            for other in {r.job_id for r in rows}:
+                mine = [r for r in rows if r.job_id == other]
+                await rollout.add_outbox(conn, other, mine, "changed", now)
+            return len(rows)
 
     async def count_jobs_in(self, tenant_id: int, status: JobStatus) -> int:
         async with self.ctx.db.read() as conn:

@@ -336,6 +336,19 @@ class RegistryService:
         async with self.ctx.db.read() as conn:
             return await _group(conn, tenant_id, name)
 
+    async def get_group_by_uid(self, tenant_id: int, uid: str) -> Group:
+        async with self.ctx.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(device_groups).where(
+                        device_groups.c.tenant_id == tenant_id, device_groups.c.uid == uid
+                    )
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"group {uid} not found", uid=uid)
+        return row_to(Group, row)
+
     async def delete_group(self, tenant_id: int, name: str) -> None:
         async with self.ctx.db.transaction() as conn:
             g = (

@@ -164,9 +164,18 @@ class SigningService:
         """The profile signs nothing more; signatures it made stay valid."""
         await self._set_status(tenant_id, name, None, CANCELED)
 
-    async def revoke_profile(self, tenant_id: int, name: str, version: str, reason: str) -> None:
-        """The version's signatures are no longer to be trusted."""
-        await self._set_status(tenant_id, name, version, REVOKED, {"revocation_reason": reason})
+    async def revoke_profile(
+        self,
+        tenant_id: int,
+        name: str,
+        version: str,
+        reason: str,
+        record: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The version's signatures are no longer to be trusted (`record`: who and
+        when, kept with the profile as the face gives it)."""
+        extra = {"revocation_reason": reason, **({"revocation": dict(record)} if record else {})}
+        await self._set_status(tenant_id, name, version, REVOKED, extra)
 
     async def _set_status(
         self,

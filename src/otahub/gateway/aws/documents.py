@@ -4,7 +4,7 @@ placeholders become download URLs of otahub, signed for that device."""
 from __future__ import annotations
 
 import re
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from otahub.blobs.presign import PresignVerifier
 from otahub.core.entities import Device, Job
@@ -50,11 +50,21 @@ class DocumentRenderer:
 
     async def _url(self, job: Job, device: Device, s3_url: str, expires: int) -> str:
         bucket, key = s3_location(s3_url)
+        # `?versionId=` pins the version the update was made of (its size, signature).
+        versions = parse_qs(urlsplit(s3_url).query).get("versionId") or []
+        version = versions[0] if versions else None
         try:
-            obj = await self.objects.get(job.tenant_id, bucket, key)
+            obj = await self.objects.get(job.tenant_id, bucket, key, version)
         except NotFound:
             return s3_url  # nothing of ours to sign: leave the URL as the operator wrote it
-        if obj.blob_key is None or self.downloads is None:
+        if obj.blob_key is None:
+            return s3_url
+        # An S3-compatible store serves devices itself, so downloads at scale never
+        # pass through otahub.
+        direct = self.objects.blobs.presigned_get_url(obj.blob_key, expires)
+        if direct is not None:
+            return direct
+        if self.downloads is None:
             return s3_url
         params = self.downloads.sign(obj.blob_key, device_id=str(device.id), expires_in=expires)
         return f"{self.http_base}/dl/{quote(obj.blob_key)}?{urlencode(params)}"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import uuid
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -123,7 +123,7 @@ class Events(BasePlugin[Any]):
         broker = _GATEWAYS[self.config.gateway]
         identity = broker.identities.get(client_id)
         if identity is not None and identity.kind != "service":
-            broker.inbound.put_nowait((identity, client_id, message.topic, bytes(message.data)))
+            broker.enqueue(identity, client_id, message.topic, bytes(message.data))
 
     async def on_broker_client_connected(self, *, client_id: str, client_session: Any) -> None:
         await _GATEWAYS[self.config.gateway].presence(client_id, True)
@@ -153,7 +153,11 @@ class EmbeddedBroker:
         self.on_message = on_message
         self.on_presence = on_presence
         self.identities: dict[str, Identity] = {}
-        self.inbound: asyncio.Queue[tuple[Identity, str, str, bytes]] = asyncio.Queue(10_000)
+        # One queue per worker, a client always on the same one: its messages are
+        # handled in the order it sent them (a progress report before its version).
+        self.inbound: list[asyncio.Queue[tuple[Identity, str, str, bytes]]] = [
+            asyncio.Queue(10_000 // workers + 1) for _ in range(workers)
+        ]
         listeners: dict[str, Any] = {"default": {"type": "tcp", "bind": f"{host}:{port}"}}
         if tls and tls_port:
             listeners["tls"] = {"type": "tcp", "bind": f"{host}:{tls_port}", "ssl": True, **tls}
@@ -172,7 +176,7 @@ class EmbeddedBroker:
         _GATEWAYS[self.key] = self
         self.broker = OtahubBroker(self.config)
         await self.broker.start()
-        self._tasks = [asyncio.create_task(self._work()) for _ in range(self.workers)]
+        self._tasks = [asyncio.create_task(self._work(q)) for q in self.inbound]
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -185,10 +189,14 @@ class EmbeddedBroker:
     def is_running(self) -> bool:
         return self.broker is not None
 
-    async def _work(self) -> None:
+    def enqueue(self, identity: Identity, client_id: str, topic: str, payload: bytes) -> None:
+        queue = self.inbound[zlib.crc32(client_id.encode()) % len(self.inbound)]
+        queue.put_nowait((identity, client_id, topic, payload))
+
+    async def _work(self, queue: asyncio.Queue[tuple[Identity, str, str, bytes]]) -> None:
         # Messages are handled off amqtt's loop so a slow handler cannot stall it.
         while True:
-            identity, client_id, topic, payload = await self.inbound.get()
+            identity, client_id, topic, payload = await queue.get()
             try:
                 await self.on_message(identity, client_id, topic, payload)
             except Exception:
@@ -211,7 +219,3 @@ class EmbeddedBroker:
     async def send_to(self, client_id: str, topic: str, payload: bytes, qos: int = 1) -> bool:
         assert self.broker is not None
         return await self.broker.send_to(client_id, topic, payload, qos)
-
-
-def fingerprint(der: bytes) -> str:
-    return hashlib.sha256(der).hexdigest()

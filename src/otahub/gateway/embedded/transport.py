@@ -12,16 +12,12 @@ from otahub.core.entities import Device
 from otahub.core.outbox import Notification
 from otahub.core.services import Services
 from otahub.gateway.bridge import DeviceBridge
-from otahub.gateway.embedded.broker import EmbeddedBroker, fingerprint
-from otahub.gateway.embedded.identity import (
-    Identity,
-    aliyun_password_ok,
-    parse_aliyun_login,
-)
+from otahub.gateway.embedded.broker import EmbeddedBroker
+from otahub.gateway.embedded.identity import Identity
 from otahub.gateway.embedded.pki import CertificateAuthority
+from otahub.gateway.logins import DeviceLogins
 
 log = logging.getLogger("otahub.gateway.embedded")
-SERVICE_USER = "otahub"
 
 
 class EmbeddedTransport:
@@ -41,7 +37,7 @@ class EmbeddedTransport:
         self.services = services
         self.bridge = bridge
         self.tenant_id = tenant_id
-        self.service_password = service_password
+        self.logins = DeviceLogins(services, tenant_id, service_password)
         tls = None
         if ca is not None and tls_port:
             cert, key = ca.server_files(list(tls_names))
@@ -68,28 +64,7 @@ class EmbeddedTransport:
     async def _authenticate(
         self, client_id: str, username: str | None, password: str | None, peer_der: bytes | None
     ) -> Identity | None:
-        if peer_der:
-            device = await self.services.certificates.device_for(fingerprint(peer_der), client_id)
-            if device is None or not device.is_aws_thing:
-                return None
-            return Identity("aws", device.id, thing=device.name)
-        if username == SERVICE_USER and password == self.service_password:
-            return Identity("service")
-        login = parse_aliyun_login(client_id, username)
-        if login is None or not password:
-            return None
-        found = await self.services.registry.find_device(
-            self.tenant_id, login.device_name, login.product_key
-        )
-        if (
-            found is None
-            or not found.secret
-            or not aliyun_password_ok(login, found.secret, password)
-        ):
-            return None
-        return Identity(
-            "aliyun", found.id, product_key=login.product_key, device_name=login.device_name
-        )
+        return await self.logins.login(client_id, username, password, peer_der)
 
     async def _device(self, identity: Identity) -> Device | None:
         if identity.device_id is None:

@@ -46,5 +46,29 @@ class ApiRateLimiter:
             raise throttled()
 
 
+def limiter_from_spec(clock: Clock, spec: str | None) -> ApiRateLimiter:
+    """`None`: Alibaba's documented limits. `off`: no limits. Otherwise requests per
+    second as `default=10,CreateOTAVerifyJob=20` (a bare number sets the default)."""
+    if spec is None or not spec.strip():
+        return ApiRateLimiter(clock)
+    if spec.strip().lower() == "off":
+        return ApiRateLimiter(clock, enabled=False)
+    default = DEFAULT_QPS
+    overrides: dict[str, float] = {}
+    for item in spec.split(","):
+        name, sep, value = item.strip().rpartition("=")
+        try:
+            qps = float(value)
+        except ValueError:
+            raise ValueError(f"bad Alibaba rate limit {item!r}") from None
+        if qps <= 0:
+            raise ValueError(f"bad Alibaba rate limit {item!r}")
+        if not sep or name == "default":
+            default = qps
+        else:
+            overrides[name] = qps
+    return ApiRateLimiter(clock, default_qps=default, overrides=overrides)
+
+
 def throttled() -> GatewayError:
     return gateway("Throttling.User")

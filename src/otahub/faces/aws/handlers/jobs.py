@@ -25,6 +25,7 @@ from otahub.faces.aws.handlers import handles
 from otahub.faces.aws.handlers.common import execution_summary, job, thing
 from otahub.faces.aws.handlers.tags import put_tags
 from otahub.faces.aws.wire.app import AwsContext
+from otahub.gateway.aws.documents import s3_location
 from otahub.gateway.aws.jobs_view import aws_status
 
 S = ExecutionStatus
@@ -120,23 +121,48 @@ async def targets_of(ctx: AwsContext, arns: list[str]) -> tuple[list[int], list[
     return devices, groups
 
 
+MAX_DOCUMENT = 32_768  # what the model allows an inline document
+
+
+async def _fetch_document(ctx: AwsContext, url: str) -> str:
+    """The job document an S3 URL names (`https://s3.<region>.amazonaws.com/<bucket>/<key>`
+    or virtual-hosted), read from otahub's own object store, as AWS reads it from S3."""
+    bucket, key = s3_location(url)
+    if not bucket or not key:
+        raise InvalidRequest(f"documentSource {url} is not an S3 URL of a bucket and key")
+    try:
+        obj = await ctx.objects.get(ctx.tenant_id, bucket, key)
+    except NotFound as exc:
+        raise NotFound(f"documentSource {url}: the S3 object does not exist") from exc
+    if obj.size > MAX_DOCUMENT or obj.blob_key is None:
+        raise InvalidRequest(
+            f"documentSource {url}: a job document is at most {MAX_DOCUMENT} bytes"
+        )
+    chunks = [c async for c in ctx.objects.blobs.open_range(obj.blob_key, 0, obj.size)]
+    try:
+        text = b"".join(chunks).decode()
+    except UnicodeDecodeError:
+        raise InvalidRequest(f"documentSource {url}: the document is not UTF-8 text") from None
+    return text
+
+
 @handles("iot", "CreateJob")
 async def create_job(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
     if bool(p.get("document")) == bool(p.get("documentSource")):
         raise InvalidRequest("give exactly one of document and documentSource")
-    if p.get("documentSource"):
-        raise InvalidRequest("otahub does not fetch job documents from documentSource yet")
+    document = p.get("document") or await _fetch_document(ctx, p["documentSource"])
     devices, groups = await targets_of(ctx, p["targets"])
     spec = JobSpec(
         ref=p["jobId"],
         kind="job",
         device_ids=devices,
         group_ids=groups,
-        document=p["document"],
+        document=document,
         description=p.get("description"),
         target_selection=TargetSelection(p.get("targetSelection", "SNAPSHOT")),
         policies=policies_from(p),
-        data={k: p[k] for k in ECHOED if k in p} | {"tags": p.get("tags") or []},
+        data={k: p[k] for k in (*ECHOED, "documentSource") if k in p}
+        | {"tags": p.get("tags") or []},
     )
     created = await ctx.services.jobs.create_job(ctx.tenant_id, spec)
     if p.get("tags"):
@@ -181,7 +207,8 @@ async def describe(ctx: AwsContext, j: Job) -> dict[str, Any]:
 
 @handles("iot", "DescribeJob")
 async def describe_job(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
-    return {"job": await describe(ctx, await job(ctx, p["jobId"]))}
+    j = await job(ctx, p["jobId"])
+    return {"job": await describe(ctx, j), "documentSource": j.data.get("documentSource")}
 
 
 @handles("iot", "GetJobDocument")
@@ -311,7 +338,8 @@ async def describe_execution(ctx: AwsContext, p: dict[str, Any]) -> dict[str, An
     out = {
         "jobId": j.ref,
         "status": aws_status(e.status),
-        "forceCanceled": False,
+        # Only force cancels a started execution: canceled after it started = forced.
+        "forceCanceled": e.status is S.CANCELED and e.started_at is not None,
         "thingArn": ctx.arn(f"thing/{d.name}"),
         "queuedAt": e.queued_at,
         "startedAt": e.started_at,

@@ -4,19 +4,30 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
 from otahub.core.entities import PackageFile
-from otahub.core.errors import AlreadyExists, InvalidRequest, NotFound, OtahubError
+from otahub.core.errors import (
+    AlreadyExists,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+    OtahubError,
+    Unauthorized,
+)
 from otahub.core.services import JobSpec
+from otahub.core.services.objects import NULL_VERSION
 from otahub.core.services.streams import StreamFile
 from otahub.core.states import ACTIVE_JOB, TargetSelection
 from otahub.faces.aws.handlers import handles
 from otahub.faces.aws.handlers.jobs import policies_from, targets_of
+from otahub.faces.aws.handlers.tags import MAX_TAGS, put_tags
 from otahub.faces.aws.wire.app import AwsContext
+from otahub.faces.aws.wire.errors import from_core
 from otahub.signing import (
     HashAlgorithm,
     SignatureAlgorithm,
@@ -24,9 +35,12 @@ from otahub.signing import (
     signature_to_base64,
     verify_custom_signature,
 )
-from otahub.store.tables import ota_updates, streams
+from otahub.store.tables import ota_updates, streams, tags, tenants
 
 DEFAULT_PRESIGN_S = 1800  # what AWS uses for OTA updates (jobs default to 3600)
+MAX_FILES = 10  # AWS's job-document parser reads files[0..9]
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?P<account>\d{12}):role/[\w+=,.@/-]{1,512}")
+TARGET_ARN = re.compile(r"arn:aws[a-z-]*:iot:[a-z0-9-]*:\d*:(thing|thinggroup)/[a-zA-Z0-9:_-]+")
 
 
 class CreateFailed(Exception):
@@ -47,6 +61,17 @@ async def create_ota_update(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any
     protocols = p.get("protocols") or ["MQTT"]
     if len(set(protocols)) != len(protocols):
         raise InvalidRequest("protocols must not repeat")
+    for target in p["targets"]:
+        if not TARGET_ARN.fullmatch(target):
+            raise InvalidRequest(f"target {target} is not a thing or thing group ARN")
+    if len(p["files"]) > MAX_FILES:
+        raise LimitExceeded(f"an OTA update has at most {MAX_FILES} files")
+    if len(p.get("tags") or []) > MAX_TAGS:
+        raise LimitExceeded(f"a resource has at most {MAX_TAGS} tags")
+    if any(t["Key"].startswith("aws:") for t in p.get("tags") or []):
+        raise InvalidRequest("tag keys starting with aws: are reserved")
+    await _check_role(ctx, p["roleArn"])
+    await _check_references(ctx, p["files"])
     presign = (p.get("awsJobPresignedUrlConfig") or {}).get("expiresInSec", DEFAULT_PRESIGN_S)
     if not 60 <= presign <= 3600:
         raise InvalidRequest("awsJobPresignedUrlConfig.expiresInSec must be 60 to 3600")
@@ -97,7 +122,7 @@ async def create_ota_update(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any
     except OtahubError as exc:
         values = {
             "status": "CREATE_FAILED",
-            "error": {"code": type(exc).__name__, "message": exc.message},
+            "error": {"code": from_core("iot", exc).code, "message": exc.message},
         }
     async with ctx.services.ctx.db.transaction() as conn:
         await conn.execute(
@@ -105,6 +130,8 @@ async def create_ota_update(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any
             .where(ota_updates.c.tenant_id == ctx.tenant_id, ota_updates.c.ref == ota_id)
             .values(updated_at=ctx.clock.now(), **values)
         )
+    if p.get("tags"):
+        await put_tags(ctx, ctx.arn(f"otaupdate/{ota_id}"), p["tags"])
     # Creation runs before this answer; the answer says CREATE_PENDING and carries no
     # job id, as AWS's does: clients read the outcome with GetOTAUpdate.
     return {
@@ -112,6 +139,42 @@ async def create_ota_update(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any
         "otaUpdateArn": ctx.arn(f"otaupdate/{ota_id}"),
         "otaUpdateStatus": "CREATE_PENDING",
     }
+
+
+async def _check_role(ctx: AwsContext, role_arn: str) -> None:
+    """The role must be an IAM role ARN, and not one of another account on this
+    server: a caller cannot pass another account's role (iam:PassRole)."""
+    m = ROLE_ARN.fullmatch(role_arn)
+    if m is None:
+        raise InvalidRequest(f"roleArn {role_arn} is not an IAM role ARN")
+    account = m.group("account")
+    if account == ctx.account_id:
+        return
+    async with ctx.services.ctx.db.read() as conn:
+        other = (
+            await conn.execute(select(tenants.c.id).where(tenants.c.account_id == account))
+        ).first()
+    if other is not None:
+        raise Unauthorized(
+            f"account {ctx.account_id} is not authorized to pass role {role_arn} "
+            f"of account {account}"
+        )
+
+
+async def _check_references(ctx: AwsContext, files: list[dict[str, Any]]) -> None:
+    """Streams and signing jobs named by id must exist before anything is created."""
+    for i, f in enumerate(files):
+        stream = ((f.get("fileLocation") or {}).get("stream")) or {}
+        if stream:
+            if not stream.get("streamId"):
+                raise InvalidRequest(f"files[{i}].fileLocation.stream.streamId is required")
+            found = await ctx.services.streams.get(ctx.tenant_id, stream["streamId"])
+            found.file(int(stream.get("fileId", 0)))
+        elif not (f.get("fileLocation") or {}).get("s3Location"):
+            raise InvalidRequest(f"files[{i}].fileLocation needs stream or s3Location")
+        job_id = (f.get("codeSigning") or {}).get("awsSignerJobId")
+        if job_id:
+            await ctx.deps.signing.get_job(ctx.tenant_id, job_id)
 
 
 def _jsonable(value: Any) -> Any:
@@ -166,12 +229,7 @@ async def _build(
             "filesize": size,
             "fileid": file_id,
             "certfile": certname,
-            "update_data_url": (
-                f"${{aws:iot:s3-presigned-url:https://s3.{ctx.region}"
-                f".amazonaws.com/{s3.get('bucket')}/{s3.get('key')}}}"
-            )
-            if "HTTP" in protocols
-            else None,
+            "update_data_url": _presign_placeholder(ctx, s3) if "HTTP" in protocols else None,
             "auth_scheme": "aws.s3.presigned" if "HTTP" in protocols else None,
         }
         if f.get("fileType") is not None:
@@ -228,10 +286,40 @@ async def _build(
             description=p.get("description"),
             target_selection=TargetSelection(p.get("targetSelection", "SNAPSHOT")),
             policies=policies,
-            data={"presignedUrlConfig": {"expiresInSec": presign, "roleArn": p["roleArn"]}},
+            # What DescribeJob shows: the job AWS would have made with CreateJob.
+            data={
+                "targets": p["targets"],
+                "presignedUrlConfig": {"expiresInSec": presign, "roleArn": p["roleArn"]},
+                **{
+                    job_key: p[ota_key]
+                    for ota_key, job_key in (
+                        ("awsJobExecutionsRolloutConfig", "jobExecutionsRolloutConfig"),
+                        ("awsJobTimeoutConfig", "timeoutConfig"),
+                    )
+                    if p.get(ota_key)
+                },
+                **(
+                    {"abortConfig": {"criteriaList": p["awsJobAbortConfig"]["abortCriteriaList"]}}
+                    if p.get("awsJobAbortConfig")
+                    else {}
+                ),
+                "tags": p.get("tags") or [],
+            },
         ),
     )
+    if p.get("tags"):
+        await put_tags(ctx, ctx.arn(f"job/{job.ref}"), p["tags"])
     return job.id, stream_id
+
+
+def _presign_placeholder(ctx: AwsContext, s3: dict[str, Any]) -> str:
+    """What AWS puts in the document for HTTP: substituted per device on delivery,
+    pinned to the object version the update was built from."""
+    url = f"https://s3.{ctx.region}.amazonaws.com/{s3.get('bucket')}/{s3.get('key')}"
+    version = s3.get("version")
+    if version and version != NULL_VERSION:
+        url += f"?versionId={version}"
+    return f"${{aws:iot:s3-presigned-url:{url}}}"
 
 
 async def _sign(
@@ -244,6 +332,11 @@ async def _sign(
             job = await signing.get_job(ctx.tenant_id, code["awsSignerJobId"])
         except NotFound as exc:
             raise CreateFailed("ResourceNotFoundException", exc.message) from exc
+        if job.status != "Succeeded" or job.signature is None:
+            raise CreateFailed(
+                "SigningJobFailed",
+                f"signing job {job.id} is {job.status}: {job.status_reason or 'no signature'}",
+            )
         prof = await signing.get_profile(ctx.tenant_id, job.profile_name)
         certname = (prof.data.get("signingParameters") or {}).get("certname")
         return (
@@ -284,7 +377,8 @@ async def _sign(
             )
             prof = await signing.get_profile(ctx.tenant_id, name)
         except OtahubError as exc:
-            raise CreateFailed("SigningFailed", exc.message) from exc
+            # errorInfo carries the signer's own error, as AWS's does
+            raise CreateFailed(from_core("signer", exc).code, exc.message) from exc
         certname = params.get("certificatePathOnDevice") or (
             prof.data.get("signingParameters") or {}
         ).get("certname")
@@ -409,6 +503,12 @@ async def delete_ota_update(ctx: AwsContext, p: dict[str, Any]) -> None:
         if p.get("forceDeleteAWSJob"):
             await ctx.services.jobs.delete_job(ctx.tenant_id, job.ref, force=True)
     async with ctx.services.ctx.db.transaction() as conn:
+        await conn.execute(
+            delete(tags).where(
+                tags.c.tenant_id == ctx.tenant_id,
+                tags.c.resource == ctx.arn(f"otaupdate/{row.ref}"),
+            )
+        )
         if p.get("deleteStream") and row.stream_id is not None:
             await conn.execute(delete(streams).where(streams.c.id == row.stream_id))
         await conn.execute(delete(ota_updates).where(ota_updates.c.id == row.id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from otahub.core.errors import InvalidRequest
@@ -22,6 +23,16 @@ def _arn(ctx: AwsContext, name: str) -> str:
     return f"arn:aws:signer:{ctx.region}:{ctx.account_id}:/signing-profiles/{name}"
 
 
+def _revocation(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not record:
+        return None
+    return {
+        "revocationEffectiveFrom": datetime.fromtimestamp(record["revocationEffectiveFrom"], UTC),
+        "revokedAt": datetime.fromtimestamp(record["revokedAt"], UTC),
+        "revokedBy": record["revokedBy"],
+    }
+
+
 def _profile_out(ctx: AwsContext, prof: SigningProfile) -> dict[str, Any]:
     data = prof.data
     algorithm = prof.material.algorithm.value
@@ -31,6 +42,8 @@ def _profile_out(ctx: AwsContext, prof: SigningProfile) -> dict[str, Any]:
         "profileVersionArn": f"{_arn(ctx, prof.name)}/{prof.version}",
         "arn": _arn(ctx, prof.name),
         "status": prof.status,
+        "statusReason": data.get("revocation_reason"),
+        "revocationRecord": _revocation(data.get("revocation")),
         "platformId": prof.platform_id,
         "platformDisplayName": PLATFORMS.get(prof.platform_id or "", (prof.platform_id, None))[0],
         "signingMaterial": data.get("signingMaterial") or {"certificateArn": "otahub-generated"},
@@ -92,8 +105,15 @@ async def cancel_profile(ctx: AwsContext, p: dict[str, Any]) -> None:
 
 @handles(SIGNER, "RevokeSigningProfile")
 async def revoke_profile(ctx: AwsContext, p: dict[str, Any]) -> None:
+    now = ctx.clock.now()
+    effective = p.get("effectiveTime") or now
+    record = {
+        "revocationEffectiveFrom": effective.timestamp(),
+        "revokedAt": now.timestamp(),
+        "revokedBy": f"arn:aws:iam::{ctx.account_id}:root",
+    }
     await ctx.deps.signing.revoke_profile(
-        ctx.tenant_id, p["profileName"], p["profileVersion"], p["reason"]
+        ctx.tenant_id, p["profileName"], p["profileVersion"], p["reason"], record
     )
 
 

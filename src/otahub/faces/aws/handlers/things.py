@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from otahub.core.errors import AlreadyExists, InvalidRequest
+from sqlalchemy import select, update
+
+from otahub.core.errors import AlreadyExists, InvalidRequest, VersionConflict
 from otahub.faces.aws import fleet_query
 from otahub.faces.aws.handlers import handles
 from otahub.faces.aws.handlers.common import thing
 from otahub.faces.aws.wire.app import AwsContext
+from otahub.store.tables import device_groups
 
 
 def _thing_out(ctx: AwsContext, d: Any) -> dict[str, Any]:
@@ -172,6 +175,20 @@ async def describe_thing_group(ctx: AwsContext, p: dict[str, Any]) -> dict[str, 
         "thingGroupProperties": props,
         "thingGroupMetadata": {"creationDate": g.created_at},
     }
+    if g.parent_id is not None:
+        by_id = {row.id: row for row in await _tree(ctx)}
+        chain, parent = [], by_id.get(g.parent_id)
+        while parent is not None:
+            chain.append(parent)
+            parent = by_id.get(parent.parent_id) if parent.parent_id is not None else None
+        out["thingGroupMetadata"] = {
+            "parentGroupName": chain[0].name,
+            "rootToParentThingGroups": [
+                {"groupName": r.name, "groupArn": ctx.arn(f"thinggroup/{r.name}")}
+                for r in reversed(chain)
+            ],
+            "creationDate": g.created_at,
+        }
     if g.dynamic:
         out.update(
             indexName="AWS_Things", queryString=g.query, queryVersion="2017-09-30", status="ACTIVE"
@@ -182,6 +199,93 @@ async def describe_thing_group(ctx: AwsContext, p: dict[str, Any]) -> dict[str, 
 @handles("iot", "DeleteThingGroup")
 async def delete_thing_group(ctx: AwsContext, p: dict[str, Any]) -> None:
     await ctx.services.registry.delete_group(ctx.tenant_id, p["thingGroupName"])
+
+
+@handles("iot", "UpdateThingGroup")
+async def update_thing_group(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
+    """Description and attributes (merged when attributePayload.merge); the version
+    grows by one and expectedVersion must name the current one."""
+    g = await ctx.services.registry.get_group(ctx.tenant_id, p["thingGroupName"])
+    props = p["thingGroupProperties"]
+    payload = props.get("attributePayload")
+    attributes = dict(g.attributes)
+    if payload is not None:
+        given = payload.get("attributes") or {}
+        attributes = {**attributes, **given} if payload.get("merge") else dict(given)
+        attributes = {k: v for k, v in attributes.items() if v != ""}  # "" removes one
+    description = props.get("thingGroupDescription", g.description)
+    async with ctx.services.ctx.db.transaction() as conn:
+        cond = [device_groups.c.id == g.id]
+        if p.get("expectedVersion") is not None:
+            cond.append(device_groups.c.version == p["expectedVersion"])
+        done = await conn.execute(
+            update(device_groups)
+            .where(*cond)
+            .values(
+                description=description,
+                attributes=attributes,
+                version=device_groups.c.version + 1,
+            )
+        )
+    if done.rowcount == 0:
+        raise VersionConflict(
+            f"thing group {g.name} is at version {g.version}, not {p.get('expectedVersion')}"
+        )
+    return {"version": g.version + 1}
+
+
+@handles("iot", "DeleteDynamicThingGroup")
+async def delete_dynamic_thing_group(ctx: AwsContext, p: dict[str, Any]) -> None:
+    await ctx.services.registry.delete_group(ctx.tenant_id, p["thingGroupName"])
+
+
+async def _tree(ctx: AwsContext) -> list[Any]:
+    """Every group of the account: (id, name, parent_id), by name."""
+    async with ctx.services.ctx.db.read() as conn:
+        rows = await conn.execute(
+            select(device_groups.c.id, device_groups.c.name, device_groups.c.parent_id)
+            .where(device_groups.c.tenant_id == ctx.tenant_id)
+            .order_by(device_groups.c.name)
+        )
+        return list(rows)
+
+
+def _page(items: list[dict[str, Any]], p: dict[str, Any], key: str) -> dict[str, Any]:
+    start = int(p.get("nextToken") or 0)
+    limit = p.get("maxResults") or 50
+    out: dict[str, Any] = {key: items[start : start + limit]}
+    if start + limit < len(items):
+        out["nextToken"] = str(start + limit)
+    return out
+
+
+@handles("iot", "ListThingGroups")
+async def list_thing_groups(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
+    """All groups; with parentGroup its children, or every descendant if recursive."""
+    rows = await _tree(ctx)
+    if p.get("parentGroup"):
+        parent = await ctx.services.registry.get_group(ctx.tenant_id, p["parentGroup"])
+        wanted, frontier = set(), {parent.id}
+        while frontier:
+            children = {r.id for r in rows if r.parent_id in frontier}
+            wanted |= children
+            frontier = children if p.get("recursive") else set()
+        rows = [r for r in rows if r.id in wanted]
+    prefix = p.get("namePrefixFilter")
+    if prefix:
+        rows = [r for r in rows if r.name.startswith(prefix)]
+    groups = [{"groupName": r.name, "groupArn": ctx.arn(f"thinggroup/{r.name}")} for r in rows]
+    return _page(groups, p, "thingGroups")
+
+
+@handles("iot", "ListThingGroupsForThing")
+async def list_thing_groups_for_thing(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
+    d = await thing(ctx, p["thingName"])
+    groups = [
+        {"groupName": g.name, "groupArn": ctx.arn(f"thinggroup/{g.name}")}
+        for g in await ctx.services.registry.groups_of_device(d.id)
+    ]
+    return _page(groups, p, "thingGroups")
 
 
 def _name_from(p: dict[str, Any], name_key: str, arn_key: str, kind: str) -> str:

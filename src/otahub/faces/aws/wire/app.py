@@ -19,7 +19,8 @@ from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
 from otahub.core.services.signing import SigningService
 from otahub.faces.aws.wire import codec, model, sigv4
-from otahub.faces.aws.wire.errors import AwsError, from_core
+from otahub.faces.aws.wire.errors import AwsError, from_core, unexpected
+from otahub.faces.aws.wire.throttle import AccountThrottle
 from otahub.gateway.aws.jobs_mqtt import RenderDocument
 from otahub.gateway.embedded.pki import IssuedCertificate
 
@@ -73,7 +74,9 @@ class AwsApp:
         handlers: Mapping[tuple[str, str], Handler],
         deps: AwsDeps,
         s3: ASGIApp | None = None,
+        throttle: AccountThrottle | None = None,
     ) -> None:
+        self.throttle = throttle
         self.s3 = s3  # S3 streams its bodies: it gets the request before anything is read
         self.services = services
         self.clock = clock
@@ -83,7 +86,10 @@ class AwsApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.s3 is not None:
             raw_headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-            if sigv4.scope_service(raw_headers) == "s3":
+            raw_q = scope.get("query_string", b"").decode()
+            if sigv4.scope_service(raw_headers, raw_q) == "s3" or (
+                "authorization" not in raw_headers and sigv4.is_v2_presigned(raw_q)
+            ):
                 await self.s3(scope, receive, send)
                 return
         request_id = str(uuid.uuid4())
@@ -109,6 +115,8 @@ class AwsApp:
                     f"otahub does not serve the {service} API here",
                     404,
                 )
+            if self.throttle is not None:
+                self.throttle.check(signed.account_id, service)
             match = model.route(service, scope["method"], raw_path)
             if match is None:
                 raise AwsError("UnknownOperationException", "no operation at this path", 404)
@@ -140,14 +148,9 @@ class AwsApp:
             await _respond(send, status, {**out_headers, "x-amzn-RequestId": request_id}, out_body)
         except AwsError as err:
             await _error(send, service, err, request_id)
-        except Exception:
+        except Exception as exc:
             log.exception("AWS request failed")
-            await _error(
-                send,
-                service,
-                AwsError("InternalFailureException", "otahub failed to handle the request", 500),
-                request_id,
-            )
+            await _error(send, service, unexpected(service, exc), request_id)
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -4,7 +4,6 @@ shapes say; and validation of every constraint the model states."""
 from __future__ import annotations
 
 import base64
-import functools
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -12,9 +11,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import botocore.model
-import regex
 
 from otahub.faces.aws.wire.errors import AwsError
+from otahub.faces.aws.wire.javaregex import compile_java
 
 
 def _invalid(service: str, message: str) -> AwsError:
@@ -124,11 +123,6 @@ def parse_input(
 # -- validation ---------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=512)
-def _pattern(p: str) -> Any:
-    return regex.compile(p)  # Java's \p{...} classes are what the regex package knows
-
-
 def validate(service: str, shape: botocore.model.Shape | None, value: Any, path: str = "") -> None:
     if shape is None or value is None:
         return
@@ -168,7 +162,7 @@ def validate(service: str, shape: botocore.model.Shape | None, value: Any, path:
         enum = meta.get("enum")
         if enum and value not in enum:
             raise _invalid(service, f"{where} must be one of {', '.join(enum)}")
-        if "pattern" in meta and not _pattern(meta["pattern"]).fullmatch(value):
+        if "pattern" in meta and not compile_java(meta["pattern"]).fullmatch(value):
             raise _invalid(service, f"{where} {value!r} does not match {meta['pattern']}")
         return
     if t in ("integer", "long", "float", "double"):

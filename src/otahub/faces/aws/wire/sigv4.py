@@ -1,4 +1,5 @@
-"""Verify AWS Signature Version 4 as boto3 signs rest-json requests.
+"""Verify AWS Signature Version 4 as boto3 signs rest-json requests, in the
+Authorization header or in the query string of a presigned URL.
 
 The canonical URI is the path as received, percent-encoded once more (boto3 signs
 the already-encoded path encoded again); the credential scope's service name says
@@ -7,21 +8,32 @@ which API the request is for (iot and iot-jobs-data share paths).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, unquote
 
 from otahub.faces.aws.wire.errors import AwsError
 
 MAX_SKEW = timedelta(minutes=5)
+MAX_PRESIGN_EXPIRES = 7 * 24 * 3600  # what AWS accepts for X-Amz-Expires
 _AUTH = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<cred>[^,\s]+),\s*SignedHeaders=(?P<signed>[^,\s]+),"
     r"\s*Signature=(?P<sig>[0-9a-f]{64})"
 )
+
+
+class SignatureError(AwsError):
+    """A signature that does not hold; `s3_code` is what S3 calls the same failure."""
+
+    def __init__(self, code: str, message: str, s3_code: str) -> None:
+        super().__init__(code, message, 403)
+        self.s3_code = s3_code
+
 
 LookupSecret = Callable[[str], Awaitable[tuple[str, str] | None]]  # -> (secret, account)
 
@@ -67,39 +79,86 @@ async def verify(
     *,
     double_encode: bool = True,
 ) -> Signed:
-    """Check the request's signature; raise AwsError (403) when it does not hold."""
+    """Check the request's signature; raise SignatureError (403) when it does not hold."""
     auth = headers.get("authorization", "")
     m = _AUTH.match(auth)
-    if m is None:
-        raise AwsError(
-            "MissingAuthenticationTokenException", "Request is missing Authentication Token", 403
-        )
-    cred = m.group("cred").split("/")
+    expires: int | None = None
+    if m is not None:
+        credential, signed_names, signature = m.group("cred"), m.group("signed"), m.group("sig")
+        amz_date = headers.get("x-amz-date", "")
+        payload = headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
+    else:
+        query = dict(parse_qsl(raw_query, keep_blank_values=True))
+        if query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
+            raise SignatureError(
+                "MissingAuthenticationTokenException",
+                "Request is missing Authentication Token",
+                "AccessDenied",
+            )
+        try:
+            credential = query["X-Amz-Credential"]
+            signed_names = query["X-Amz-SignedHeaders"]
+            signature = query["X-Amz-Signature"]
+            amz_date = query["X-Amz-Date"]
+            expires = int(query["X-Amz-Expires"])
+        except (KeyError, ValueError):
+            raise SignatureError(
+                "IncompleteSignatureException",
+                "A presigned URL needs X-Amz-Credential, -SignedHeaders, -Signature, "
+                "-Date and -Expires",
+                "AuthorizationQueryParametersError",
+            ) from None
+        if not 1 <= expires <= MAX_PRESIGN_EXPIRES:
+            raise SignatureError(
+                "IncompleteSignatureException",
+                f"X-Amz-Expires must be 1 to {MAX_PRESIGN_EXPIRES}",
+                "AuthorizationQueryParametersError",
+            )
+        # S3 presigns without the payload; the other services hash the (empty) body.
+        payload = "UNSIGNED-PAYLOAD" if not double_encode else hashlib.sha256(body).hexdigest()
+    cred = credential.split("/")
     if len(cred) != 5 or cred[4] != "aws4_request":
-        raise AwsError("IncompleteSignatureException", "Malformed credential scope", 403)
+        raise SignatureError(
+            "IncompleteSignatureException", "Malformed credential scope", "AccessDenied"
+        )
     access_key, date, region, service = cred[:4]
-    amz_date = headers.get("x-amz-date", "")
     try:
         when = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
-        raise AwsError("IncompleteSignatureException", "Missing or bad X-Amz-Date", 403) from None
-    if abs(now - when) > MAX_SKEW:
-        raise AwsError(
+        raise SignatureError(
+            "IncompleteSignatureException", "Missing or bad X-Amz-Date", "AccessDenied"
+        ) from None
+    if expires is not None:
+        if now > when + timedelta(seconds=expires):
+            raise SignatureError(
+                "InvalidSignatureException",
+                f"Signature expired: the presigned URL expired at "
+                f"{(when + timedelta(seconds=expires)):%Y%m%dT%H%M%SZ}",
+                "AccessDenied",
+            )
+        if when - now > MAX_SKEW:
+            raise SignatureError(
+                "InvalidSignatureException",
+                "Signature not yet current: the request time is ahead of the server's",
+                "AccessDenied",
+            )
+    elif abs(now - when) > MAX_SKEW:
+        raise SignatureError(
             "InvalidSignatureException",
-            "Signature expired: the request time is too far from the server's",
-            403,
+            f"Signature expired: {amz_date} is more than 5 minutes from the server's "
+            f"time {now:%Y%m%dT%H%M%SZ}",
+            "RequestTimeTooSkewed",
         )
     found = await lookup(access_key)
     if found is None:
-        raise AwsError(
+        raise SignatureError(
             "UnrecognizedClientException",
             "The security token included in the request is invalid.",
-            403,
+            "InvalidAccessKeyId",
         )
     secret, account = found
-    signed = m.group("signed").split(";")
+    signed = signed_names.split(";")
     canon_headers = "".join(f"{h}:{' '.join(headers.get(h, '').split())}\n" for h in signed)
-    payload = headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
     canonical = "\n".join(
         [
             method.upper(),
@@ -121,19 +180,133 @@ async def verify(
     expected = hmac.new(
         _key(secret, date, region, service), to_sign.encode(), hashlib.sha256
     ).hexdigest()
-    if not hmac.compare_digest(expected, m.group("sig")):
-        raise AwsError(
+    if not hmac.compare_digest(expected, signature):
+        raise SignatureError(
             "InvalidSignatureException",
             "The request signature we calculated does not match the signature you provided.",
-            403,
+            "SignatureDoesNotMatch",
         )
     return Signed(access_key, account, region, service)
 
 
-def scope_service(headers: Mapping[str, str]) -> str | None:
+def scope_service(headers: Mapping[str, str], raw_query: str = "") -> str | None:
     """The service named in the credential scope, before anything is verified."""
     m = _AUTH.match(headers.get("authorization", ""))
-    if m is None:
+    if m is not None:
+        credential = m.group("cred")
+    elif "X-Amz-Credential=" in raw_query:
+        credential = dict(parse_qsl(raw_query)).get("X-Amz-Credential", "")
+    else:
         return None
-    parts = m.group("cred").split("/")
+    parts = credential.split("/")
     return parts[3] if len(parts) == 5 else None
+
+
+# -- S3's legacy query-string signature (what boto3's s3 client presigns with when
+# it is not told `signature_version="s3v4"`): HMAC-SHA1 over the method, two
+# headers, the expiry, the x-amz- values and the resource. -----------------------------
+
+_V2_SUBRESOURCES = frozenset(
+    [
+        "accelerate",
+        "acl",
+        "cors",
+        "defaultObjectAcl",
+        "location",
+        "logging",
+        "partNumber",
+        "policy",
+        "requestPayment",
+        "torrent",
+        "versioning",
+        "versionId",
+        "versions",
+        "website",
+        "uploads",
+        "uploadId",
+        "response-content-type",
+        "response-content-language",
+        "response-expires",
+        "response-cache-control",
+        "response-content-disposition",
+        "response-content-encoding",
+        "delete",
+        "lifecycle",
+        "tagging",
+        "restore",
+        "storageClass",
+        "notification",
+        "replication",
+        "analytics",
+        "metrics",
+        "inventory",
+        "select",
+        "select-type",
+        "object-lock",
+    ]
+)
+
+
+def is_v2_presigned(raw_query: str) -> bool:
+    return "AWSAccessKeyId=" in raw_query and "Signature=" in raw_query
+
+
+async def verify_v2_presigned(
+    method: str,
+    raw_path: str,
+    raw_query: str,
+    headers: Mapping[str, str],
+    lookup: LookupSecret,
+    now: datetime,
+) -> Signed:
+    """Check an S3 presigned URL of signature version 2 (HmacV1 query auth)."""
+    pairs = parse_qsl(raw_query, keep_blank_values=True)
+    query = dict(pairs)
+    try:
+        access_key, signature = query["AWSAccessKeyId"], query["Signature"]
+        expires = int(query["Expires"])
+    except (KeyError, ValueError):
+        raise SignatureError(
+            "IncompleteSignatureException",
+            "Query-string authentication needs AWSAccessKeyId, Signature and Expires",
+            "AccessDenied",
+        ) from None
+    if now.timestamp() > expires:
+        raise SignatureError("InvalidSignatureException", "Request has expired", "AccessDenied")
+    found = await lookup(access_key)
+    if found is None:
+        raise SignatureError(
+            "UnrecognizedClientException",
+            "The AWS Access Key Id you provided does not exist in our records.",
+            "InvalidAccessKeyId",
+        )
+    secret, account = found
+    amz = sorted((k.lower(), v) for k, v in pairs if k.lower().startswith("x-amz-"))
+    resource = raw_path
+    interesting = sorted(
+        (k, v)
+        for k, v in (p.split("=", 1) if "=" in p else (p, None) for p in raw_query.split("&"))
+        if k in _V2_SUBRESOURCES
+    )
+    if interesting:
+        resource += "?" + "&".join(k if v is None else f"{k}={unquote(v)}" for k, v in interesting)
+    to_sign = "\n".join(
+        [
+            method.upper(),
+            query.get("content-md5", headers.get("content-md5", "")),
+            query.get("content-type", headers.get("content-type", "")),
+            str(expires),
+            *(f"{k}:{v}" for k, v in amz),
+            resource,
+        ]
+    )
+    expected = base64.b64encode(
+        hmac.new(secret.encode(), to_sign.encode(), hashlib.sha1).digest()
+    ).decode()
+    if not hmac.compare_digest(expected, signature):
+        raise SignatureError(
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided.",
+            "SignatureDoesNotMatch",
+        )
+    return Signed(access_key, account, "us-east-1", "s3")
