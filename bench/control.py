@@ -57,7 +57,8 @@ def main() -> None:
         with otahub_serve(Path(tmp)) as server:
             ours = rate(client(server.url, server.access_key, server.secret), args.calls)
         port = free_port()
-        with running([moto, "-H", "127.0.0.1", "-p", str(port)], port, env=child_env()):
+        moto_cmd = [moto, "-H", "127.0.0.1", "-p", str(port)]
+        with running(moto_cmd, port, env=child_env(), log=Path(tmp) / "moto.log"):
             theirs = rate(client(f"http://127.0.0.1:{port}", "testing", "testing"), args.calls)
     print(f"otahub {ours:,.0f} calls/s, moto_server {theirs:,.0f} calls/s")
     report(

@@ -44,8 +44,9 @@ from otahub.core.services.streams import StreamFile
 from otahub.gateway.aws.streams_mqtt import StreamTopics
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.embedded.pki import CertificateAuthority
-from otahub.gateway.embedded.transport import SERVICE_USER, EmbeddedTransport
+from otahub.gateway.embedded.transport import EmbeddedTransport
 from otahub.gateway.external import IN_FLIGHT, ExternalBroker
+from otahub.gateway.logins import SERVICE_USER
 from otahub.store.db import Database
 from otahub.store.migrate import migrate
 
