@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # share: its devices run from a separate environment in the tests.
 LINKKIT := .venv-linkkit
 
-.PHONY: serve test lint typecheck unit bench clean
+.PHONY: serve test lint typecheck unit bench bench-full clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,14 @@ $(LINKKIT)/.installed:
 test: lint typecheck $(LINKKIT)/.installed
 	$(BIN)/pytest
 
+# Every benchmark, one table, also written to docs/benchmarks.md. Needs the
+# PostgreSQL at 127.0.0.1:5432; installs wrk, nginx and mosquitto from Debian if
+# missing. BENCH_ARGS passes more, e.g. BENCH_ARGS='--only checkin,streams'.
 bench: $(VENV)/.test
-	$(BIN)/python bench/fanout.py
+	PYTHONPATH=src $(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-full: $(VENV)/.test
+	PYTHONPATH=src $(BIN)/python bench/run.py --full $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LINKKIT) otahub-data .pytest_cache .mypy_cache .ruff_cache

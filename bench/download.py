@@ -31,6 +31,7 @@ from urllib.parse import urlencode
 import psutil
 from starlette.types import ASGIApp
 
+from common import Row, add_json_arg, child_env, report
 from otahub.blobs.download import make_download_app
 from otahub.blobs.fs import FilesystemBlobStore
 from otahub.blobs.presign import PresignVerifier
@@ -219,6 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=100)
     parser.add_argument("--duration", type=int, default=10)
+    add_json_arg(parser)
     args = parser.parse_args()
     nginx_bin, wrk_bin = ensure_tools()
     for port in (OTAHUB_PORT, NGINX_PORT):
@@ -255,16 +257,13 @@ def main() -> None:
             "--log-level", "warning", "--working-dir", str(Path(__file__).parent),
             "--factory", "download:build_app",
         ]  # fmt: skip
-        env = {
-            **os.environ,
-            "BENCH_BLOB_ROOT": str(root),
-            "PYTHONPATH": str(Path(__file__).parent),
-        }
+        env = child_env(BENCH_BLOB_ROOT=str(root))
         nginx_cmd = [nginx_bin, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "nginx-error.log")]
         small = "Range: bytes=4096-8191"
         streamed = "Range: bytes=1-"
         results: dict[str, dict[str, dict[str, float]]] = {}
         rss_rows: list[list[str]] = []
+        rss_json: list[Row] = []
         with running(granian_cmd, OTAHUB_PORT, env) as granian_pid, running(nginx_cmd, NGINX_PORT):
             check_download(otahub_url, info.size)
             check_download(nginx_url, info.size)
@@ -285,6 +284,12 @@ def main() -> None:
                 with RssSampler(granian_pid) as sampler:
                     run = wrk(wrk_bin, otahub_url, 200, d, *headers)
                 after = sampler_probe.workers_rss()
+                rss_json.append(
+                    Row("download", f"peak RSS, 200 downloads, {label}", sampler.peak / MiB, "MiB",
+                        baseline=base / MiB, baseline_name="RSS before", higher_is_better=False,
+                        note=f"{run['mib_s']:.0f} MiB/s; {int(run['non2xx'] + run['errors'])} "
+                        "errors")
+                )  # fmt: skip
                 rss_rows.append([
                     label, f"{run['mib_s']:.0f}", f"{run['rps']:.1f}",
                     f"{int(run['non2xx'] + run['errors'])}",
@@ -295,6 +300,7 @@ def main() -> None:
         print(f"wrk -t2 -c16 -d{d}s --timeout 30s, {size / MiB:.0f} MiB file; granian 1 worker "
               "--http 1 vs nginx 2 workers sendfile; both on these cores")  # fmt: skip
         rows = []
+        json_rows: list[Row] = []
         for scenario, label, unit in (
             ("full", "100 MB GET", "mib_s"),
             ("small", "4 KiB Range GET", "rps"),
@@ -308,6 +314,11 @@ def main() -> None:
                 f"{o[unit]:.0f} {suffix}", f"{n[unit]:.0f} {suffix}",
                 f"{o[unit] / n[unit]:.2f}x", str(bad),
             ])  # fmt: skip
+            json_rows.append(
+                Row("download", label.replace("100 MB", f"{size / MiB:.0f} MiB"), o[unit],
+                    suffix, baseline=n[unit], baseline_name="nginx",
+                    note=f"wrk -c16 -d{d}s" + (f"; {bad} errors" if bad else ""))
+            )  # fmt: skip
         table(["scenario", "otahub", "nginx", "otahub/nginx", "errors"], rows)
         print()
         print(f"wrk -t2 -c200 -d{d}s against otahub; RSS of granian's worker processes")
@@ -316,6 +327,7 @@ def main() -> None:
              "growth MiB", "after MiB"],
             rss_rows,
         )  # fmt: skip
+        report(json_rows + rss_json, args.json)
 
 
 if __name__ == "__main__":

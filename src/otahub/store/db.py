@@ -28,13 +28,15 @@ class Database:
     queue on the lock instead of failing to upgrade it halfway through.
     """
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 32) -> None:
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.is_postgres = self.url.startswith("postgresql")
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_postgres:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+            # Connections beyond pool_size are opened and closed per checkout (a
+            # PostgreSQL backend forked each time); size the pool for the load.
+            kwargs.update(pool_size=pool_size, max_overflow=8, pool_pre_ping=False)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
@@ -47,6 +49,13 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
+            if self.is_postgres:
+                # Under READ COMMITTED each statement takes its own snapshot inside a
+                # transaction or not, so BEGIN and COMMIT around a read only add two
+                # round trips to every device check-in.
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                yield conn
+                return
             await conn.execution_options(otahub_read_only=True)
             async with conn.begin():
                 yield conn

@@ -127,6 +127,24 @@ async def test_pending_order_in_progress_first_then_queue_time(
     assert first.ref == "first"
 
 
+async def test_pending_for_thing_by_name_in_one_query(
+    services: Services, engine: Engine, clock: FakeClock
+) -> None:
+    tenant, ids = await make_fleet(services, 2)
+    assert await services.executions.pending_for_thing(tenant, "dev0000") == []
+    assert await services.executions.pending_for_thing(tenant, "nosuch") is None
+    await group_job(services, tenant, ref="first")
+    await engine.tick()
+    clock.advance(10)
+    second = await group_job(services, tenant, ref="second")
+    await engine.tick()
+    await services.executions.report(second.id, ids[0], Report(S.IN_PROGRESS))
+    by_name = await services.executions.pending_for_thing(tenant, "dev0000")
+    assert by_name == await services.executions.pending_for_device(ids[0])
+    assert by_name is not None and [e.job_ref for e in by_name] == ["second", "first"]
+    assert await services.executions.pending_for_thing(tenant, "dev0000", "other") is None
+
+
 async def test_version_report_settles_matching_executions(
     services: Services, engine: Engine
 ) -> None:

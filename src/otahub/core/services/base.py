@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from otahub.core.clock import Clock
 from otahub.store.db import Database
 
+IN_CHUNK = 10_000  # ids per IN (...) list: asyncpg binds at most 32,767 parameters
+
 
 @dataclass
 class ServiceContext:

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from otahub.core.entities import Execution, row_to
 from otahub.core.errors import InvalidRequest, InvalidStateTransition, NotFound, VersionConflict
 from otahub.core.policies import JobPolicies
-from otahub.core.services.base import ServiceContext
+from otahub.core.services.accounts import DEFAULT_PRODUCT_KEY
+from otahub.core.services.base import IN_CHUNK, ServiceContext
 from otahub.core.states import (
     PENDING,
     TERMINAL,
@@ -28,7 +29,7 @@ from otahub.core.states import (
     check_transition,
 )
 from otahub.store import rollout
-from otahub.store.tables import devices, executions, jobs, packages
+from otahub.store.tables import devices, executions, jobs, packages, products
 from otahub.store.types import UTCDateTime
 
 S = ExecutionStatus
@@ -75,22 +76,56 @@ class ExecutionService:
         found.sort(key=_pending_order)
         return found
 
+    async def pending_for_thing(
+        self, tenant_id: int, name: str, product_key: str = DEFAULT_PRODUCT_KEY, *, limit: int = 100
+    ) -> list[Execution] | None:
+        """pending_for_device of a device known by name, in one indexed query: the
+        device check-in's hot path. None when there is no such device."""
+        pending = and_(
+            executions.c.device_id == devices.c.id,
+            executions.c.status.in_([s.value for s in PENDING]),
+            executions.c.released_at.is_not(None),
+        )
+        q = (
+            select(devices.c.id.label("thing_id"), *_EXEC_COLS)
+            .select_from(
+                devices.join(products, products.c.id == devices.c.product_id).outerjoin(
+                    executions.join(jobs, jobs.c.id == executions.c.job_id), pending
+                )
+            )
+            .where(
+                products.c.tenant_id == tenant_id,
+                products.c.key == product_key,
+                devices.c.name == name,
+            )
+            .limit(limit)
+        )
+        async with self.ctx.db.read() as conn:
+            rows = (await conn.execute(q)).all()
+        if not rows:
+            return None
+        found = [row_to(Execution, r) for r in rows if r.job_id is not None]
+        found.sort(key=_pending_order)
+        return found
+
     async def pending_for_devices(self, device_ids: Sequence[int]) -> dict[int, list[Execution]]:
         """pending_for_device for many devices in one query (notification rendering)."""
-        q = (
-            select(*_EXEC_COLS)
-            .join(jobs, jobs.c.id == executions.c.job_id)
-            .where(
-                executions.c.device_id.in_(list(device_ids)),
-                executions.c.status.in_([s.value for s in PENDING]),
-                executions.c.released_at.is_not(None),
-            )
-        )
-        found: dict[int, list[Execution]] = {d: [] for d in device_ids}
+        ids = list(device_ids)
+        found: dict[int, list[Execution]] = {d: [] for d in ids}
         async with self.ctx.db.read() as conn:
-            for r in await conn.execute(q):
-                ex = row_to(Execution, r)
-                found[ex.device_id].append(ex)
+            for start in range(0, len(ids), IN_CHUNK):
+                q = (
+                    select(*_EXEC_COLS)
+                    .join(jobs, jobs.c.id == executions.c.job_id)
+                    .where(
+                        executions.c.device_id.in_(ids[start : start + IN_CHUNK]),
+                        executions.c.status.in_([s.value for s in PENDING]),
+                        executions.c.released_at.is_not(None),
+                    )
+                )
+                for r in await conn.execute(q):
+                    ex = row_to(Execution, r)
+                    found[ex.device_id].append(ex)
         for items in found.values():
             items.sort(key=_pending_order)
         return found

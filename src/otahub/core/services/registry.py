@@ -15,7 +15,7 @@ from otahub.core.entities import Device, Group, Product, row_to
 from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, VersionConflict
 from otahub.core.ids import new_uuid
 from otahub.core.services.accounts import DEFAULT_PRODUCT_KEY
-from otahub.core.services.base import ServiceContext
+from otahub.core.services.base import IN_CHUNK, ServiceContext
 from otahub.store.selectors import group_descendants
 from otahub.store.tables import (
     device_groups,
@@ -158,13 +158,17 @@ class RegistryService:
 
     async def get_devices(self, ids: Sequence[int]) -> list[Device]:
         """Devices by id, with their product key, in one query."""
+        wanted = list(ids)
+        found: list[Device] = []
         async with self.ctx.db.read() as conn:
-            rows = await conn.execute(
-                select(devices, products.c.key.label("product_key"))
-                .join(products, products.c.id == devices.c.product_id)
-                .where(devices.c.id.in_(list(ids)))
-            )
-            return [row_to(Device, r) for r in rows]
+            for start in range(0, len(wanted), IN_CHUNK):
+                rows = await conn.execute(
+                    select(devices, products.c.key.label("product_key"))
+                    .join(products, products.c.id == devices.c.product_id)
+                    .where(devices.c.id.in_(wanted[start : start + IN_CHUNK]))
+                )
+                found.extend(row_to(Device, r) for r in rows)
+        return found
 
     async def find_device(
         self, tenant_id: int, name: str, product_key: str = DEFAULT_PRODUCT_KEY

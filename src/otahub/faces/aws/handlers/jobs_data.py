@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otahub.core.errors import InvalidRequest
+from otahub.core.errors import InvalidRequest, NotFound
 from otahub.core.services import Report
 from otahub.core.states import DEVICE_SETTABLE, ExecutionStatus
 from otahub.faces.aws.handlers import handles
@@ -18,8 +18,9 @@ SERVICE = "iot-jobs-data"
 
 @handles(SERVICE, "GetPendingJobExecutions")
 async def get_pending(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
-    d = await thing(ctx, p["thingName"])
-    pending = await ctx.services.executions.pending_for_device(d.id)
+    pending = await ctx.services.executions.pending_for_thing(ctx.tenant_id, p["thingName"])
+    if pending is None:
+        raise NotFound(f"Thing {p['thingName']} cannot be found.")
     return {
         "inProgressJobs": [view.summary(e) for e in pending if e.status is S.IN_PROGRESS],
         "queuedJobs": [view.summary(e) for e in pending if e.status is not S.IN_PROGRESS],
