@@ -191,12 +191,20 @@ class ExternalBroker:
                 else (str(message.payload).encode() if message.payload is not None else b"")
             )
             try:
-                for out in await self.bridge.on_message(None, str(message.topic), payload):
-                    await self.publish(out)
-            except NotConnected:
-                log.warning("a response was lost to a disconnect", extra={"topic": message.topic})
+                answers = await self.bridge.on_message(None, str(message.topic), payload)
+                # Sent in order, acknowledged together: a stream request's blocks go
+                # out back to back instead of one round trip each.
+                results = await asyncio.gather(
+                    *(self.publish(out) for out in answers), return_exceptions=True
+                )
             except Exception:
                 log.exception("handling a device message failed")
+                continue
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if any(isinstance(e, NotConnected | aiomqtt.MqttError) for e in errors):
+                log.warning("a response was lost to a disconnect", extra={"topic": message.topic})
+            elif errors:
+                log.error("sending a response failed", exc_info=errors[0])
 
     async def publish(self, out: Outgoing) -> None:
         client = self.client
