@@ -1,0 +1,148 @@
+"""The two ways an AWS device talks to the Jobs service: the Jobs MQTT topics
+(`$aws/things/{thing}/jobs/...`) and the HTTP data plane (`iot-jobs-data`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from typing import Any, Protocol
+
+from otahub.agent.aws_http import AsyncAwsClient, AwsError
+from otahub.agent.mqtt_rpc import DeviceLink
+
+
+class UpdateRejected(Exception):
+    pass
+
+
+class JobsChannel(Protocol):
+    async def start(self) -> None: ...
+
+    async def next_execution(self) -> dict[str, Any] | None: ...
+
+    async def describe(self, job_id: str) -> dict[str, Any] | None: ...
+
+    async def update(self, job_id: str, status: str, details: dict[str, str]) -> None: ...
+
+    async def wait_for_work(self, seconds: float) -> None:
+        """Return when there may be a new job (a notification, or a poll is due)."""
+        ...
+
+
+class MqttJobs:
+    def __init__(self, link: DeviceLink, thing: str, *, timeout: float = 10.0) -> None:
+        self.link = link
+        self.base = f"$aws/things/{thing}/jobs"
+        self.timeout = timeout
+
+    async def start(self) -> None:
+        # A broker like Mosquitto delivers answers only to subscribers (AWS delivers
+        # them to the requester anyway); `+/get` covers `$next/get` and `{jobId}/get`.
+        await self.link.subscribe(
+            [
+                f"{self.base}/{t}"
+                for t in (
+                    "notify-next",
+                    "+/get/accepted",
+                    "+/get/rejected",
+                    "+/update/accepted",
+                    "+/update/rejected",
+                )
+            ]
+        )
+
+    async def next_execution(self) -> dict[str, Any] | None:
+        return await self.describe("$next")
+
+    async def describe(self, job_id: str) -> dict[str, Any] | None:
+        topic = f"{self.base}/{job_id}/get"
+        token = uuid.uuid4().hex[:16]
+        router = self.link.router
+        router.drain(topic + "/accepted")
+        await self.link.publish(topic, json.dumps({"clientToken": token}), qos=1)
+        answer = await self._answer(topic, token)
+        execution: dict[str, Any] | None = answer.get("execution")
+        return execution
+
+    async def update(self, job_id: str, status: str, details: dict[str, str]) -> None:
+        topic = f"{self.base}/{job_id}/update"
+        token = uuid.uuid4().hex[:16]
+        body = {"status": status, "statusDetails": details, "clientToken": token}
+        await self.link.publish(topic, json.dumps(body), qos=1)
+        await self._answer(topic, token)
+
+    async def _answer(self, topic: str, token: str) -> dict[str, Any]:
+        accepted = asyncio.create_task(self._wait_token(topic + "/accepted", token))
+        rejected = asyncio.create_task(self._wait_token(topic + "/rejected", token))
+        done, _ = await asyncio.wait(
+            {accepted, rejected}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        for t in (accepted, rejected):
+            t.cancel()
+        if rejected in done:
+            raise UpdateRejected(f"the service rejected {topic}: {rejected.result()}")
+        if not done:
+            raise TimeoutError(f"no answer on {topic}")
+        return accepted.result()
+
+    async def _wait_token(self, topic: str, token: str) -> dict[str, Any]:
+        while True:
+            body: dict[str, Any] = json.loads(await self.link.router.next(topic, 3600))
+            if body.get("clientToken") == token:
+                return body
+
+    async def wait_for_work(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await self.link.router.next(f"{self.base}/notify-next", seconds)
+
+
+class HttpJobs:
+    """The `iot-jobs-data` plane: no notifications, so the device polls."""
+
+    def __init__(self, client: AsyncAwsClient, thing: str, *, poll_interval: float = 5.0) -> None:
+        self.client = client
+        self.thing = thing
+        self.poll_interval = poll_interval
+
+    async def start(self) -> None:
+        return None
+
+    async def next_execution(self) -> dict[str, Any] | None:
+        return await self.describe("$next")
+
+    async def describe(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            out = await self.client.call(
+                "DescribeJobExecution",
+                thingName=self.thing,
+                jobId=job_id,
+                includeJobDocument=True,
+            )
+        except AwsError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        execution: dict[str, Any] | None = out.get("execution")
+        if execution is not None and isinstance(execution.get("jobDocument"), str):
+            # The HTTP plane sends the document as a string, MQTT as an object.
+            execution["jobDocument"] = json.loads(execution["jobDocument"])
+        return execution
+
+    async def update(self, job_id: str, status: str, details: dict[str, str]) -> None:
+        try:
+            await self.client.call(
+                "UpdateJobExecution",
+                thingName=self.thing,
+                jobId=job_id,
+                status=status,
+                statusDetails=details,
+            )
+        except AwsError as exc:
+            if exc.status in (400, 404, 409, 410):
+                raise UpdateRejected(f"the service rejected {status}: {exc}") from exc
+            raise
+
+    async def wait_for_work(self, seconds: float) -> None:
+        await asyncio.sleep(min(seconds, self.poll_interval))
