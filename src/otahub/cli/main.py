@@ -170,5 +170,13 @@ def migrate(database_url: str) -> None:
     click.echo("schema is up to date")
 
 
+def _register_subcommands() -> None:
+    from otahub.cli.device import device
+
+    main.add_command(device)
+
+
+_register_subcommands()
+
 if __name__ == "__main__":
     main()
