@@ -117,7 +117,7 @@ def test_device_updates_and_rolls_back(server: ServerProcess, tmp_path: Path) ->
     rc, outcome, err = finish(over_tls)
     assert (rc, outcome.get("status")) == (0, "SUCCEEDED"), err
     slots = json.loads((tmp_path / good / "slots" / "slots.json").read_text())
-    assert slots == {"active": "b", "version": "2.0.0", "pending": None}
+    assert slots == {"active": "b", "version": job_id, "pending": None}
     assert (tmp_path / good / "slots" / "slot_b.bin").read_bytes() == FIRMWARE
 
     rc, outcome, err = finish(over_http)
