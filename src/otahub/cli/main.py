@@ -172,8 +172,10 @@ def migrate(database_url: str) -> None:
 
 def _register_subcommands() -> None:
     from otahub.cli.device import device
+    from otahub.cli.simulate import simulate
 
     main.add_command(device)
+    main.add_command(simulate)
 
 
 _register_subcommands()
