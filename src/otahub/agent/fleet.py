@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import random
 import time
@@ -56,6 +57,10 @@ STATES = (
     "ERROR",
 )
 _ALIASES = {"resumed": "download", "hung": "HUNG"}
+# aiomqtt warns whenever more than ten publishes wait: many devices per connection
+# always do, by design.
+_QUIET = logging.getLogger("otahub.fleet.mqtt")
+_QUIET.setLevel(logging.ERROR)
 FAULTS = ("fail", "reject", "hang", "disconnect", "throttle")
 
 
@@ -343,6 +348,7 @@ class Fleet:
                 password=url.password,
                 max_inflight_messages=200,
                 keepalive=60,
+                logger=_QUIET,
             )
             await stack.enter_async_context(client)
             conn = SharedConnection(client)

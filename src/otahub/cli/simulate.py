@@ -131,7 +131,9 @@ async def _run(config: FleetConfig, console: Console) -> FleetReport:
             bars.update(task, completed=n, visible=n > 0 or bars.tasks[task].visible)
 
     with Live(Group(header, bars), console=console, refresh_per_second=4, transient=False):
-        return await run_fleet(config, show)
+        report = await run_fleet(config, show)
+    console.line()
+    return report
 
 
 def _s(value: float | None) -> str:
@@ -153,8 +155,9 @@ def summary(report: FleetReport) -> Table:
         if state not in STATES:
             table.add_row(state, "0", str(n))
     table.add_section()
-    faults = ", ".join(f"{k} {v}" for k, v in report.faults.items() if v) or "none"
-    table.add_row("faults injected", faults, "")
+    for fault, n in report.faults.items():
+        if n:
+            table.add_row(f"injected: {fault}", str(n), "")
     table.add_row("downloads resumed", str(report.resumed), "")
     table.add_row("register", _s(report.register_seconds), "")
     table.add_row("connect", _s(report.connect_seconds), "")
