@@ -162,7 +162,7 @@ class FleetReport:
     register_seconds: float
     connect_seconds: float
     seconds_to_done: float  # rollout created -> last device done
-    update_seconds: list[float]  # per device: job received -> final report
+    update_seconds: list[float]  # per device that reported an outcome: job received -> report
     server_states: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -305,7 +305,7 @@ class Fleet:
             update_seconds=[
                 d - r
                 for r, d, s in zip(self.received_at, self.done_at, self.state, strict=True)
-                if r is not None and d is not None and s != "HUNG"
+                if r is not None and d is not None and s not in ("HUNG", "TIMED_OUT")
             ],
             server_states=server,
             errors=[f"{n}x {e}" for e, n in self.errors.most_common(5)],

@@ -3,12 +3,12 @@ and a summary. The work is done by `otahub.agent.fleet`; this is its terminal fa
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import asdict
 from typing import Any
 
 import click
+import uvloop
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -99,7 +99,7 @@ def simulate(**kw: Any) -> None:
     if kw["prefix"]:
         config.prefix = kw["prefix"]
     console = Console(stderr=True)
-    report = asyncio.run(_run(config, console))
+    report = uvloop.run(_run(config, console))
     if kw["as_json"]:
         out = asdict(report)
         out["update_seconds"] = {

@@ -28,7 +28,9 @@ FIRMWARE = os.urandom(150_000)
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     data = Path(tmp_path_factory.mktemp("device-cli"))
     proc = ServerProcess(
-        data, env={"OTAHUB_ACCESS_KEY_ID": KEY, "OTAHUB_SECRET_ACCESS_KEY": SECRET}
+        data,
+        env={"OTAHUB_ACCESS_KEY_ID": KEY, "OTAHUB_SECRET_ACCESS_KEY": SECRET},
+        args=["--log-level", "warning"],
     ).start()
     yield proc
     proc.stop()

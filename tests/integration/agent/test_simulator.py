@@ -29,7 +29,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = ServerProcess(
         data,
         env={"OTAHUB_ACCESS_KEY_ID": KEY, "OTAHUB_SECRET_ACCESS_KEY": SECRET},
-        args=["--broker-url", "mqtt://127.0.0.1:1883"],
+        # The harness reads the server's output only when it stops: keep it short, or
+        # a full pipe stalls the server mid-run.
+        args=["--broker-url", "mqtt://127.0.0.1:1883", "--log-level", "warning"],
     ).start()
     yield proc
     proc.stop()
