@@ -29,6 +29,7 @@ import boto3
 import httpx
 
 from otahub.agent.aws import AwsAgent, AwsAgentConfig, Outcome, Rehearsal
+from otahub.agent.aws_http import GatedTransport
 from otahub.agent.fleet_setup import (
     Account,
     Firmware,
@@ -118,7 +119,7 @@ class FleetConfig:
     files: Transport | None = None  # how they download (default: as `transport`)
     broker: str = "mqtt://127.0.0.1:1883"  # an open broker otahub serves devices through
     devices_per_connection: int = 100
-    http_connections: int = 100
+    http_connections: int = 16  # one server process gains nothing from more
     poll_interval: float = 5.0  # HTTP jobs plane: seconds between a device's polls
     prefix: str = field(default_factory=lambda: f"sim-{uuid.uuid4().hex[:6]}")
     faults: Faults = field(default_factory=Faults)
@@ -226,13 +227,11 @@ class Fleet:
         started = time.monotonic()
         ticker = asyncio.create_task(self._tick(observer, started)) if observer else None
         account = Account(cfg.endpoint, cfg.access_key, cfg.secret_key, cfg.region)
-        limits = httpx.Limits(
-            max_connections=cfg.http_connections, max_keepalive_connections=cfg.http_connections
-        )
+        transport = GatedTransport(cfg.http_connections)
         timeout = httpx.Timeout(60.0, pool=None)
         try:
             async with (
-                httpx.AsyncClient(limits=limits, timeout=timeout) as http,
+                httpx.AsyncClient(transport=transport, timeout=timeout) as http,
                 contextlib.AsyncExitStack() as stack,
             ):
                 iot = account.client(http, "iot")

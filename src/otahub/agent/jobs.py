@@ -14,7 +14,10 @@ from otahub.agent.mqtt_rpc import DeviceLink
 
 
 class UpdateRejected(Exception):
-    pass
+    def __init__(self, message: str, answer: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.answer = answer
+        self.code = (answer or {}).get("code")
 
 
 class JobsChannel(Protocol):
@@ -32,10 +35,13 @@ class JobsChannel(Protocol):
 
 
 class MqttJobs:
-    def __init__(self, link: DeviceLink, thing: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, link: DeviceLink, thing: str, *, timeout: float = 10.0, attempts: int = 3
+    ) -> None:
         self.link = link
         self.base = f"$aws/things/{thing}/jobs"
         self.timeout = timeout
+        self.attempts = attempts
 
     async def start(self) -> None:
         # A broker like Mosquitto delivers answers only to subscribers (AWS delivers
@@ -57,40 +63,55 @@ class MqttJobs:
         return await self.describe("$next")
 
     async def describe(self, job_id: str) -> dict[str, Any] | None:
-        topic = f"{self.base}/{job_id}/get"
-        token = uuid.uuid4().hex[:16]
-        router = self.link.router
-        router.drain(topic + "/accepted")
-        await self.link.publish(topic, json.dumps({"clientToken": token}), qos=1)
-        answer = await self._answer(topic, token)
+        answer = await self._request(f"{self.base}/{job_id}/get", {})
         execution: dict[str, Any] | None = answer.get("execution")
         return execution
 
     async def update(self, job_id: str, status: str, details: dict[str, str]) -> None:
-        topic = f"{self.base}/{job_id}/update"
-        token = uuid.uuid4().hex[:16]
-        body = {"status": status, "statusDetails": details, "clientToken": token}
-        await self.link.publish(topic, json.dumps(body), qos=1)
-        await self._answer(topic, token)
+        body = {"status": status, "statusDetails": details}
+        try:
+            await self._request(f"{self.base}/{job_id}/update", body)
+        except UpdateRejected as exc:
+            # A retried update whose first copy did arrive finds the state it asked for.
+            state = (exc.answer or {}).get("executionState") or {}
+            if exc.code != "InvalidStateTransition" or state.get("status") != status:
+                raise
 
-    async def _answer(self, topic: str, token: str) -> dict[str, Any]:
-        accepted = asyncio.create_task(self._wait_token(topic + "/accepted", token))
-        rejected = asyncio.create_task(self._wait_token(topic + "/rejected", token))
+    async def _request(self, topic: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Publish, wait for the answer with our token; ask again when none comes (a
+        broker under load may drop a request or its answer)."""
+        tokens: set[str] = set()
+        for attempt in range(self.attempts):
+            token = uuid.uuid4().hex[:16]
+            tokens.add(token)
+            await self.link.publish(topic, json.dumps({**body, "clientToken": token}), qos=1)
+            try:
+                return await self._answer(topic, tokens)
+            except TimeoutError:
+                if attempt == self.attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _answer(self, topic: str, tokens: set[str]) -> dict[str, Any]:
+        """The answer to any copy of this request (a late one counts too)."""
+        accepted = asyncio.create_task(self._wait_token(topic + "/accepted", tokens))
+        rejected = asyncio.create_task(self._wait_token(topic + "/rejected", tokens))
         done, _ = await asyncio.wait(
             {accepted, rejected}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
         )
         for t in (accepted, rejected):
             t.cancel()
         if rejected in done:
-            raise UpdateRejected(f"the service rejected {topic}: {rejected.result()}")
+            answer = rejected.result()
+            raise UpdateRejected(f"the service rejected {topic}: {answer}", answer)
         if not done:
             raise TimeoutError(f"no answer on {topic}")
         return accepted.result()
 
-    async def _wait_token(self, topic: str, token: str) -> dict[str, Any]:
+    async def _wait_token(self, topic: str, tokens: set[str]) -> dict[str, Any]:
         while True:
             body: dict[str, Any] = json.loads(await self.link.router.next(topic, 3600))
-            if body.get("clientToken") == token:
+            if body.get("clientToken") in tokens:
                 return body
 
     async def wait_for_work(self, seconds: float) -> None:

@@ -55,7 +55,7 @@ def share(ctx: click.Context, param: click.Parameter, value: float) -> float:
 @click.option("--seed", default=1, show_default=True)
 @click.option("--firmware-size", default=64 * 1024, show_default=True, help="bytes")
 @click.option("--devices-per-connection", default=100, show_default=True)
-@click.option("--http-connections", default=100, show_default=True)
+@click.option("--http-connections", default=16, show_default=True)
 @click.option("--poll-interval", default=5.0, show_default=True, help="HTTP jobs plane, seconds")
 @click.option("--max-per-minute", default=None, type=int, help="rollout rate")
 @click.option("--timeout-minutes", default=None, type=int, help="in-progress timeout of the job")
