@@ -132,6 +132,9 @@ class FleetConfig:
     wait_timed_out: bool = False  # hung devices wait until the server times them out
     deadline: float = 600.0  # seconds for the whole run
     reconnect_after: float = 0.5  # seconds a dropped link stays down
+    # How long a device waits for an answer before asking again (twice at most):
+    # short waits against a loaded server only add retries to its queue.
+    request_timeout: float = 60.0
     concurrency: int = 64  # API calls in flight while registering
 
     @property
@@ -165,6 +168,7 @@ class FleetReport:
     seconds_to_done: float  # rollout created -> last device done
     update_seconds: list[float]  # per device that reported an outcome: job received -> report
     server_states: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # the simulator's own CPU time: what one process costs
     errors: list[str] = field(default_factory=list)
 
     def percentile(self, p: float) -> float | None:
@@ -225,6 +229,7 @@ class Fleet:
     async def run(self, observer: Callable[[Snapshot], None] | None) -> FleetReport:
         cfg = self.cfg
         started = time.monotonic()
+        cpu_at_start = time.process_time()
         ticker = asyncio.create_task(self._tick(observer, started)) if observer else None
         account = Account(cfg.endpoint, cfg.access_key, cfg.secret_key, cfg.region)
         transport = GatedTransport(cfg.http_connections)
@@ -307,6 +312,7 @@ class Fleet:
                 if r is not None and d is not None and s not in ("HUNG", "TIMED_OUT")
             ],
             server_states=server,
+            cpu_seconds=time.process_time() - cpu_at_start,
             errors=[f"{n}x {e}" for e, n in self.errors.most_common(5)],
         )
 
@@ -381,7 +387,7 @@ class Fleet:
             thing=name,
             workdir=None,
             prefer=("MQTT",) if self.files == "mqtt" else ("HTTP",),
-            timeout=30.0,
+            timeout=cfg.request_timeout,
             self_test=lambda image: ok,
             rehearsal=rehearsal,
             on_state=lambda state: self._set(i, state),

@@ -86,18 +86,19 @@ class MqttJobs:
             tokens.add(token)
             await self.link.publish(topic, json.dumps({**body, "clientToken": token}), qos=1)
             try:
-                return await self._answer(topic, tokens)
+                # Each wait twice the last: a slow server is not made slower by retries.
+                return await self._answer(topic, tokens, self.timeout * 2**attempt)
             except TimeoutError:
                 if attempt == self.attempts - 1:
                     raise
         raise AssertionError("unreachable")
 
-    async def _answer(self, topic: str, tokens: set[str]) -> dict[str, Any]:
+    async def _answer(self, topic: str, tokens: set[str], seconds: float) -> dict[str, Any]:
         """The answer to any copy of this request (a late one counts too)."""
         accepted = asyncio.create_task(self._wait_token(topic + "/accepted", tokens))
         rejected = asyncio.create_task(self._wait_token(topic + "/rejected", tokens))
         done, _ = await asyncio.wait(
-            {accepted, rejected}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+            {accepted, rejected}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
         )
         for t in (accepted, rejected):
             t.cancel()
