@@ -4,6 +4,7 @@ and a summary. The work is done by `otahub.agent.fleet`; this is its terminal fa
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -113,6 +114,8 @@ def simulate(**kw: Any) -> None:
 
 
 async def _run(config: FleetConfig, console: Console) -> FleetReport:
+    if not console.is_terminal:
+        return await run_fleet(config, _log_lines(console))
     bars = Progress(
         TextColumn("{task.description:>12}"),
         BarColumn(),
@@ -124,8 +127,7 @@ async def _run(config: FleetConfig, console: Console) -> FleetReport:
     line = header.add_task("")
 
     def show(snap: Snapshot) -> None:
-        registered = f"  registered {snap.registered}/{snap.devices}" if snap.registered else ""
-        header.update(line, description=f"{snap.phase}  {snap.elapsed:6.1f} s{registered}")
+        header.update(line, description=_headline(snap))
         for state, task in rows.items():
             n = snap.states.get(state, 0)
             bars.update(task, completed=n, visible=n > 0 or bars.tasks[task].visible)
@@ -134,6 +136,26 @@ async def _run(config: FleetConfig, console: Console) -> FleetReport:
         report = await run_fleet(config, show)
     console.line()
     return report
+
+
+def _headline(snap: Snapshot) -> str:
+    registered = f"  registered {snap.registered}/{snap.devices}" if snap.registered else ""
+    return f"{snap.phase}  {snap.elapsed:6.1f} s{registered}"
+
+
+def _log_lines(console: Console) -> Callable[[Snapshot], None]:
+    """Not a terminal (a log file, CI): a plain line every five seconds instead."""
+    last = -5.0
+
+    def show(snap: Snapshot) -> None:
+        nonlocal last
+        if snap.elapsed - last < 5 and snap.phase != "done":
+            return
+        last = snap.elapsed
+        states = " ".join(f"{s}={snap.states[s]}" for s in STATES if snap.states.get(s))
+        console.print(f"{_headline(snap)}  {states}", highlight=False)
+
+    return show
 
 
 def _s(value: float | None) -> str:
