@@ -115,8 +115,10 @@ def run(**kw: Any) -> None:
 
 def run_aliyun(opts: DeviceOptions) -> None:
     # The Alibaba reference device lives in its own module; imported only when asked.
+    import importlib
+
     try:
-        from otahub.agent import aliyun  # type: ignore[attr-defined]
+        aliyun = importlib.import_module("otahub.agent.aliyun")
     except ImportError:
         raise click.UsageError("the Alibaba reference device is not in this build") from None
     runner = getattr(aliyun, "run_device", None)
