@@ -52,7 +52,11 @@ def device() -> None:
 
 @device.command()
 @click.option("--dialect", type=click.Choice(["aws", "aliyun"]), default="aws", show_default=True)
-@click.option("--thing", required=True, help="thing name (AWS) the device is registered as")
+@click.option(
+    "--thing",
+    required=True,
+    help="AWS: the thing name; Alibaba: ProductKey/DeviceName (secret in OTAHUB_DEVICE_SECRET)",
+)
 @click.option(
     "--endpoint",
     default="http://127.0.0.1:8080",
