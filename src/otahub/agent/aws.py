@@ -224,7 +224,7 @@ class AwsAgent:
         block = self.cfg.block_size
         total = (size + block - 1) // block
         blocks: dict[int, bytes] = {}
-        received = 0
+        received = stalls = 0
         try:
             while len(blocks) < total:
                 missing = [i for i in range(total) if i not in blocks]
@@ -242,10 +242,14 @@ class AwsAgent:
                     "n": len(window),
                 }
                 await link.publish(f"{base}/get/cbor", cbor2.dumps(request), qos=0)
+                # Waits double while blocks do not come, so that a loaded server is
+                # not sent the same request again and again.
+                wait = self.cfg.timeout * 2 ** min(stalls, 3)
                 for _ in window:
                     try:
-                        raw = await link.router.next(data_topic, self.cfg.timeout)
+                        raw = await link.router.next(data_topic, wait)
                     except TimeoutError:
+                        stalls += 1
                         break  # ask again for what is still missing
                     msg = cbor2.loads(raw)
                     if int(msg.get("f", file_id)) != file_id:
