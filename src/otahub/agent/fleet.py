@@ -135,6 +135,7 @@ class FleetConfig:
     # How long a device waits for an answer before asking again (twice at most):
     # short waits against a loaded server only add retries to its queue.
     request_timeout: float = 60.0
+    idle_recheck: float = 600.0  # MQTT: seconds between looks for a job without notify-next
     concurrency: int = 64  # API calls in flight while registering
 
     @property
@@ -423,8 +424,10 @@ class Fleet:
                 if outcome is not None and self.job_id and outcome.job_id != self.job_id:
                     outcome = None  # someone else's job: taken care of, not ours to count
                 if outcome is None:
-                    # Over MQTT notify-next wakes the device; HTTP polls at its interval.
-                    await agent.jobs.wait_for_work(60.0)
+                    # Over MQTT notify-next wakes the device (a rare look stays, in case
+                    # one is lost: thousands of idle devices asking often would be a
+                    # load of their own); over HTTP the device polls at its interval.
+                    await agent.jobs.wait_for_work(self.cfg.idle_recheck)
             if outcome.status == "HUNG" and self.cfg.wait_timed_out:
                 await self._await_time_out(i, agent, outcome.job_id)
         except asyncio.CancelledError:
