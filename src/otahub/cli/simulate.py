@@ -153,7 +153,7 @@ def _log_lines(console: Console) -> Callable[[Snapshot], None]:
             return
         last = snap.elapsed
         states = " ".join(f"{s}={snap.states[s]}" for s in STATES if snap.states.get(s))
-        console.print(f"{_headline(snap)}  {states}", highlight=False)
+        console.print(f"{_headline(snap)}  {states}", highlight=False, soft_wrap=True)
 
     return show
 
