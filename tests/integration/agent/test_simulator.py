@@ -59,10 +59,17 @@ def server_view(states: dict[str, int]) -> dict[str, int]:
     return {("IN_PROGRESS" if s == "HUNG" else s): n for s, n in states.items()}
 
 
-@pytest.mark.parametrize("transport", ["mqtt", "http"])
-async def test_fleet_ends_in_the_expected_states(server: ServerProcess, transport: str) -> None:
-    devices = 200 if transport == "mqtt" else 100
-    report = await run_fleet(config(server, devices, transport=transport, poll_interval=0.5))
+@pytest.mark.parametrize(
+    ("transport", "files", "devices"),
+    [("mqtt", "mqtt", 200), ("http", "http", 100), ("http", "mqtt", 60), ("mqtt", "http", 60)],
+)
+async def test_fleet_ends_in_the_expected_states(
+    server: ServerProcess, transport: str, files: str, devices: int
+) -> None:
+    report = await run_fleet(
+        config(server, devices, transport=transport, files=files, poll_interval=0.5)
+    )
+    assert (report.transport, report.files) == (transport, files)
     expected = expected_states(devices, FAULTS, wait_timed_out=False)
     assert report.states == expected, report.errors
     assert report.server_states == server_view(expected)
