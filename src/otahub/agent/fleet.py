@@ -418,6 +418,11 @@ class Fleet:
             if self.cfg.transport == "http":
                 # Spread the polls over the interval instead of all at once.
                 await asyncio.sleep(offset * self.cfg.poll_interval)
+            jitter = 0.5 + offset  # spreads the idle looks of a fleet that started at once
+            if self.cfg.transport == "mqtt" and self.cfg.rollout:
+                # The rollout is created after every device is listening: notify-next
+                # announces it, and 10,000 early looks would only queue at the server.
+                await agent.jobs.wait_for_work(self.cfg.idle_recheck * jitter)
             outcome: Outcome | None = None
             while outcome is None:
                 outcome = await agent.process_next()
@@ -427,7 +432,7 @@ class Fleet:
                     # Over MQTT notify-next wakes the device (a rare look stays, in case
                     # one is lost: thousands of idle devices asking often would be a
                     # load of their own); over HTTP the device polls at its interval.
-                    await agent.jobs.wait_for_work(self.cfg.idle_recheck)
+                    await agent.jobs.wait_for_work(self.cfg.idle_recheck * jitter)
             if outcome.status == "HUNG" and self.cfg.wait_timed_out:
                 await self._await_time_out(i, agent, outcome.job_id)
         except asyncio.CancelledError:
