@@ -166,10 +166,11 @@ class FleetReport:
     resumed: int  # downloads that resumed after a dropped link
     register_seconds: float
     connect_seconds: float
-    seconds_to_done: float  # rollout created -> last device done
+    seconds_to_done: float  # rollout created -> last device done (see `complete`)
     update_seconds: list[float]  # per device that reported an outcome: job received -> report
     server_states: dict[str, int] = field(default_factory=dict)
     cpu_seconds: float = 0.0  # the simulator's own CPU time: what one process costs
+    complete: bool = True  # False: the deadline came before every device was done
     errors: list[str] = field(default_factory=list)
 
     def percentile(self, p: float) -> float | None:
@@ -314,6 +315,7 @@ class Fleet:
             ],
             server_states=server,
             cpu_seconds=time.process_time() - cpu_at_start,
+            complete=self._all_done.is_set(),
             errors=[f"{n}x {e}" for e, n in self.errors.most_common(5)],
         )
 

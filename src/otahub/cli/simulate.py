@@ -183,7 +183,10 @@ def summary(report: FleetReport) -> Table:
     table.add_row("downloads resumed", str(report.resumed), "")
     table.add_row("register", _s(report.register_seconds), "")
     table.add_row("connect", _s(report.connect_seconds), "")
-    table.add_row("rollout to all done", _s(report.seconds_to_done), "")
+    if report.complete:
+        table.add_row("rollout to all done", _s(report.seconds_to_done), "")
+    else:
+        table.add_row("rollout to deadline", "not all done", "")
     table.add_row("simulator CPU", _s(report.cpu_seconds), "")
     for p in (50, 90, 99):
         table.add_row(f"update p{p}", _s(report.percentile(p)), "")

@@ -74,6 +74,7 @@ async def test_fleet_ends_in_the_expected_states(
     assert report.states == expected, report.errors
     assert report.server_states == server_view(expected)
     assert report.resumed == FAULTS.counts(devices)["disconnect"]
+    assert report.complete
     assert report.seconds_to_done < 60
     p50, p99 = report.percentile(50), report.percentile(99)
     assert p50 is not None and p99 is not None and 0 < p50 <= p99
