@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import httpx
+
+from otahub.agent.sinks import FileSink, Pacer, Sink
 
 
 class DownloadFailed(Exception):
@@ -15,20 +16,22 @@ class DownloadFailed(Exception):
 async def download(
     client: httpx.AsyncClient,
     url: str,
-    dest: Path,
+    dest: Path | Sink,
     *,
     expected_size: int | None = None,
     attempts: int = 5,
     interrupt_after: int | None = None,
+    pacer: Pacer | None = None,
 ) -> str:
-    """Fetch `url` into `dest`; returns the SHA-256 hex of the whole file.
+    """Fetch `url` into `dest` (a path or a sink); returns the SHA-256 hex of the
+    whole file.
 
-    A transfer that breaks off resumes from the bytes already on disk with a
+    A transfer that breaks off resumes from the bytes already received with a
     `Range` request (the server must answer 206). `interrupt_after` breaks the
     first attempt off after that many bytes, to rehearse exactly that."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    sink: Sink = FileSink(dest) if isinstance(dest, Path) else dest
     for attempt in range(attempts):
-        have = dest.stat().st_size if dest.exists() else 0
+        have = sink.size()
         if expected_size is not None and have >= expected_size:
             break
         headers = {"Range": f"bytes={have}-"} if have else {}
@@ -38,20 +41,20 @@ async def download(
                     raise DownloadFailed(f"resume refused with HTTP {resp.status_code}")
                 if not have and resp.status_code != 200:
                     raise DownloadFailed(f"HTTP {resp.status_code}")
-                with dest.open("ab") as out:
-                    got = 0
-                    async for chunk in resp.aiter_bytes(64 * 1024):
-                        out.write(chunk)
-                        got += len(chunk)
-                        if interrupt_after is not None and attempt == 0 and got >= interrupt_after:
-                            raise httpx.ReadError("interrupted on purpose")
-            if expected_size is None or dest.stat().st_size >= expected_size:
+                got = 0
+                async for chunk in resp.aiter_bytes(64 * 1024):
+                    if interrupt_after is not None and attempt == 0:
+                        chunk = chunk[: max(0, interrupt_after - got)]
+                    sink.write(chunk)
+                    got += len(chunk)
+                    if pacer is not None:
+                        await pacer.took(len(chunk))
+                    if interrupt_after is not None and attempt == 0 and got >= interrupt_after:
+                        # Leaving the body unread closes this connection, not just the request.
+                        raise httpx.ReadError("interrupted on purpose")
+            if expected_size is None or sink.size() >= expected_size:
                 break
         except httpx.TransportError:
             if attempt == attempts - 1:
                 raise DownloadFailed("the download kept breaking off") from None
-    digest = hashlib.sha256()
-    with dest.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sink.sha256()

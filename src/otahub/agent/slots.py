@@ -71,3 +71,38 @@ class SlotStore:
         back = SlotState(active=state.pending, version=previous_version)
         self._save(back)
         return back
+
+
+class MemorySlots:
+    """The same A/B logic without a disk, for simulated devices: an image is counted
+    as it is written and then forgotten."""
+
+    def __init__(self) -> None:
+        self._state = SlotState(active="a", version=None)
+
+    def state(self) -> SlotState:
+        return self._state
+
+    def image(self, slot: str) -> Path:
+        return Path(f"/dev/null/slot_{slot}")  # nothing is kept; self-tests decide otherwise
+
+    def inactive(self) -> str:
+        return "b" if self._state.active == "a" else "a"
+
+    async def write_inactive(self, chunks: AsyncIterator[bytes]) -> Path:
+        async for _ in chunks:
+            pass
+        return self.image(self.inactive())
+
+    def boot_inactive(self, version: str) -> SlotState:
+        self._state = SlotState(self.inactive(), version, pending=self._state.active)
+        return self._state
+
+    def confirm(self) -> SlotState:
+        self._state = SlotState(self._state.active, self._state.version)
+        return self._state
+
+    def roll_back(self, previous_version: str | None) -> SlotState:
+        if self._state.pending is not None:
+            self._state = SlotState(self._state.pending, previous_version)
+        return self._state

@@ -15,7 +15,30 @@ from otahub.config import Settings
 from otahub.logs import configure
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """Subcommands whose modules are imported only when they run: the device and the
+    simulator pull in boto3, rich and the agent, which `otahub serve` has no use for."""
+
+    LAZY = {
+        "device": "otahub.cli.device:device",
+        "simulate": "otahub.cli.simulate:simulate",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY:
+            import importlib
+
+            module, name = self.LAZY[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), name)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="otahub")
 def main() -> None:
     """otahub: self-hosted OTA firmware updates for AWS IoT and Alibaba Cloud IoT clients."""
