@@ -30,7 +30,8 @@ class ServerProcess:
         self.env = {**os.environ, **(env or {})}
         self.args = args or []
         self.proc: subprocess.Popen[str] | None = None
-        self.output = ""
+        # A file, not a pipe: a busy server logging into a pipe nobody reads would block.
+        self.log_path = data_dir.parent / f"{data_dir.name}-{self.port}.log"
 
     @property
     def url(self) -> str:
@@ -52,14 +53,13 @@ class ServerProcess:
             str(self.data_dir),
             *self.args,
         ]
-        self.proc = subprocess.Popen(
-            cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a") as log:
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, text=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                out, err = self.proc.communicate()
-                raise RuntimeError(f"otahub exited early ({self.proc.returncode}):\n{out}\n{err}")
+                raise RuntimeError(f"otahub exited early ({self.proc.returncode}):\n{self.output}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
@@ -74,9 +74,13 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
-        self.output = out + err
+            self.proc.wait()
         return self.proc.returncode
+
+    @property
+    def output(self) -> str:
+        """What the server printed (banner and log lines) so far."""
+        return self.log_path.read_text() if self.log_path.exists() else ""
