@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 import psutil
 from starlette.types import ASGIApp
 
-from common import Row, add_json_arg, child_env, report
+from common import Row, add_json_arg, child_env, report, wait_for_port
 from otahub.blobs.download import make_download_app
 from otahub.blobs.fs import FilesystemBlobStore
 from otahub.blobs.presign import PresignVerifier
@@ -84,19 +84,6 @@ async def random_chunks(total: int) -> AsyncIterator[bytes]:
         yield piece
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"server on port {port} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on port {port} after {timeout}s")
-
-
 def port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
@@ -106,7 +93,7 @@ def port_free(port: int) -> bool:
 def running(cmd: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[int]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc, timeout=15)
         yield proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -31,26 +31,34 @@ def connect(thing: str) -> mqtt.Connection:
     return conn
 
 
+def jobs_client(
+    conn: mqtt.Connection, thing: str
+) -> tuple[iotjobs.IotJobsClientV2, queue.Queue[Any], Any]:
+    """The SDK's Jobs client on a connection, with its notify-next stream open."""
+    jobs = iotjobs.IotJobsClientV2(
+        conn,
+        mqtt_request_response.ClientOptions(
+            max_request_response_subscriptions=4,
+            max_streaming_subscriptions=2,
+            operation_timeout_in_seconds=10,
+        ),
+    )
+    events: queue.Queue[Any] = queue.Queue()
+    stream = jobs.create_next_job_execution_changed_stream(
+        iotjobs.NextJobExecutionChangedSubscriptionRequest(thing_name=thing),
+        ServiceStreamOptions(incoming_event_listener=events.put),
+    )
+    stream.open()
+    return jobs, events, stream
+
+
 def test_jobs_client_v2_takes_a_job(mqtt_server: Any) -> None:
     iot = clients(mqtt_server)["iot"]
     thing = f"sdk-{uuid.uuid4().hex[:8]}"
     arn = iot.create_thing(thingName=thing)["thingArn"]
     conn = connect(thing)
     try:
-        jobs = iotjobs.IotJobsClientV2(
-            conn,
-            mqtt_request_response.ClientOptions(
-                max_request_response_subscriptions=4,
-                max_streaming_subscriptions=2,
-                operation_timeout_in_seconds=10,
-            ),
-        )
-        events: queue.Queue[Any] = queue.Queue()
-        stream = jobs.create_next_job_execution_changed_stream(
-            iotjobs.NextJobExecutionChangedSubscriptionRequest(thing_name=thing),
-            ServiceStreamOptions(incoming_event_listener=events.put),
-        )
-        stream.open()
+        jobs, events, _stream = jobs_client(conn, thing)  # the stream stays open
         pending = jobs.get_pending_job_executions(
             iotjobs.GetPendingJobExecutionsRequest(thing_name=thing)
         ).result(10)

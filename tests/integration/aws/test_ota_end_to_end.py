@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import queue
 import time
 import uuid
 from pathlib import Path
@@ -74,27 +73,13 @@ def sdk_device(thing: str, job_id: str) -> bytes:
     """A device on AWS's own SDK (awsiotsdk's Jobs client v2, unchanged) takes the
     update: notify-next, start-next, the image over HTTP in two ranged requests (a
     resumed download), progress, SUCCEEDED."""
-    from awscrt import mqtt_request_response
-    from awsiot import ServiceStreamOptions, iotjobs
+    from awsiot import iotjobs
 
-    from tests.integration.aws.test_awsiotsdk import connect
+    from tests.integration.aws.test_awsiotsdk import connect, jobs_client
 
     conn = connect(thing)
     try:
-        jobs = iotjobs.IotJobsClientV2(
-            conn,
-            mqtt_request_response.ClientOptions(
-                max_request_response_subscriptions=4,
-                max_streaming_subscriptions=2,
-                operation_timeout_in_seconds=10,
-            ),
-        )
-        events: queue.Queue[Any] = queue.Queue()
-        stream = jobs.create_next_job_execution_changed_stream(
-            iotjobs.NextJobExecutionChangedSubscriptionRequest(thing_name=thing),
-            ServiceStreamOptions(incoming_event_listener=events.put),
-        )
-        stream.open()
+        jobs, events, _stream = jobs_client(conn, thing)  # the stream stays open
         nxt = jobs.describe_job_execution(
             iotjobs.DescribeJobExecutionRequest(thing_name=thing, job_id="$next")
         ).result(10)
