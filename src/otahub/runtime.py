@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from starlette.types import ASGIApp
 
@@ -33,6 +33,7 @@ from otahub.faces.aws.wire.throttle import AccountThrottle
 from otahub.gateway.aliyun.topics import AliyunTopics
 from otahub.gateway.aws.documents import DocumentRenderer
 from otahub.gateway.bridge import DeviceBridge
+from otahub.gateway.download_urls import DeviceUrls
 from otahub.gateway.embedded.pki import CertificateAuthority
 from otahub.gateway.embedded.transport import EmbeddedTransport
 from otahub.gateway.external import ExternalBroker
@@ -88,9 +89,8 @@ class Runtime:
         self.downloads = PresignVerifier(
             derive_secret(self.credentials.secret_access_key, "device-downloads"), self.clock
         )
-        self.render_document = DocumentRenderer(
-            self.objects, self.downloads, self.settings.http_base
-        )
+        self.device_urls = DeviceUrls(self.blobs, self.downloads, self.settings.http_base)
+        self.render_document = DocumentRenderer(self.objects, self.device_urls)
         await self.services.accounts.ensure_access_key(
             self.credentials.access_key_id,
             self.credentials.secret_access_key,
@@ -212,12 +212,8 @@ class Runtime:
         await self.transport.sink(batch)
 
     def _device_url(self, device: Device, blob_key: str) -> str:
-        """A download URL of otahub for one device (Alibaba pushes carry it)."""
-        assert self.downloads is not None
-        params = self.downloads.sign(
-            blob_key, device_id=str(device.id), expires_in=DEVICE_URL_EXPIRES_S
-        )
-        return f"{self.settings.http_base}/dl/{quote(blob_key)}?{urlencode(params)}"
+        """The download URL an Alibaba push carries."""
+        return self.device_urls.url(blob_key, device.id, DEVICE_URL_EXPIRES_S)
 
     async def _read_range(self, blob_key: str, start: int, length: int) -> bytes:
         return b"".join([c async for c in self.blobs.open_range(blob_key, start, start + length)])

@@ -235,6 +235,7 @@ async def test_job_documents_send_devices_to_the_stores_own_urls(
     from otahub.core.services import JobSpec
     from otahub.core.services.objects import ObjectService
     from otahub.gateway.aws.documents import DocumentRenderer
+    from otahub.gateway.download_urls import DeviceUrls
 
     store = blob_store_from_url(_url(bucket, "blobs"), "/unused")
     objects = ObjectService(services.ctx, store)
@@ -255,7 +256,9 @@ async def test_job_documents_send_devices_to_the_stores_own_urls(
         ),
     )
     verifier = PresignVerifier(b"k" * 32, FakeClock())
-    rendered = await DocumentRenderer(objects, verifier, "http://otahub:8080")(job, thing, document)
+    rendered = await DocumentRenderer(objects, DeviceUrls(store, verifier, "http://otahub:8080"))(
+        job, thing, document
+    )
     assert rendered is not None
     url = json.loads(rendered)["url"]
     assert url.startswith(f"{ENDPOINT}/{bucket}/blobs/") and "X-Amz-Expires=120" in url

@@ -4,12 +4,12 @@ placeholders become download URLs of otahub, signed for that device."""
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from otahub.blobs.presign import PresignVerifier
 from otahub.core.entities import Device, Job
 from otahub.core.errors import NotFound
 from otahub.core.services.objects import ObjectService
+from otahub.gateway.download_urls import DeviceUrls
 
 PLACEHOLDER = re.compile(r"\$\{aws:iot:s3-presigned-url:(https?://[^}]+)\}")
 DEFAULT_EXPIRES_S = 3600
@@ -27,12 +27,9 @@ def s3_location(url: str) -> tuple[str, str]:
 
 
 class DocumentRenderer:
-    def __init__(
-        self, objects: ObjectService, downloads: PresignVerifier | None, http_base: str
-    ) -> None:
+    def __init__(self, objects: ObjectService, urls: DeviceUrls) -> None:
         self.objects = objects
-        self.downloads = downloads
-        self.http_base = http_base.rstrip("/")
+        self.urls = urls
 
     async def __call__(self, job: Job, device: Device, document: str | None) -> str | None:
         if not document or "${aws:iot:s3-presigned-url:" not in document:
@@ -59,12 +56,4 @@ class DocumentRenderer:
             return s3_url  # nothing of ours to sign: leave the URL as the operator wrote it
         if obj.blob_key is None:
             return s3_url
-        # An S3-compatible store serves devices itself, so downloads at scale never
-        # pass through otahub.
-        direct = self.objects.blobs.presigned_get_url(obj.blob_key, expires)
-        if direct is not None:
-            return direct
-        if self.downloads is None:
-            return s3_url
-        params = self.downloads.sign(obj.blob_key, device_id=str(device.id), expires_in=expires)
-        return f"{self.http_base}/dl/{quote(obj.blob_key)}?{urlencode(params)}"
+        return self.urls.url(obj.blob_key, device.id, expires)
