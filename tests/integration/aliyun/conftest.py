@@ -118,9 +118,9 @@ def devices(client: AcsClient, pk: str, count: int) -> list[str]:
     return names
 
 
-def upload(client: AcsClient, content: bytes, suffix: str = "bin") -> str:
+def upload(client: AcsClient, content: bytes, suffix: str = "bin", **params: Any) -> str:
     """GenerateOTAUploadURL, then the multipart POST a browser or script would send."""
-    data = ok(client, "GenerateOTAUploadURL", FileSuffix=suffix)["Data"]
+    data = ok(client, "GenerateOTAUploadURL", FileSuffix=suffix, **params)["Data"]
     form = {
         "key": data["Key"],
         "policy": data["Policy"],

@@ -13,26 +13,11 @@ import httpx
 from aliyunsdkcore.client import AcsClient
 
 from otahub.agent.aliyun import linkkit_login
-from tests.integration.aliyun.conftest import call, ok, refused, tasks, unique, wait_for
+from tests.integration.aliyun.conftest import call, ok, refused, tasks, unique, upload, wait_for
 from tests.integration.aliyun_device.conftest import LinkkitDevice
 from tests.integration.server import ServerProcess
 
 IMAGE = os.urandom(50_000)
-
-
-def _upload(client: AcsClient, instance: str, content: bytes) -> str:
-    data = ok(client, "GenerateOTAUploadURL", FileSuffix="bin", IotInstanceId=instance)["Data"]
-    form = {
-        "key": data["Key"],
-        "policy": data["Policy"],
-        "OSSAccessKeyId": data["OSSAccessKeyId"],
-        "signature": data["Signature"],
-        "success_action_status": "200",
-    }
-    response = httpx.post(data["Host"], data=form, files={"file": ("fw.bin", content)})
-    assert response.status_code == 200, response.text
-    url: str = data["FirmwareUrl"]
-    return url
 
 
 async def test_device_of_an_instance_logs_in_and_takes_a_push(
@@ -64,7 +49,7 @@ async def test_device_of_an_instance_logs_in_and_takes_a_push(
         ProductKey=pk,
         FirmwareName=unique("fw"),
         DestVersion="3.0.0",
-        FirmwareUrl=_upload(client, instance, IMAGE),
+        FirmwareUrl=upload(client, IMAGE, IotInstanceId=instance),
         NeedToVerify=False,
         **inst,
     )["Data"]["FirmwareId"]
