@@ -25,15 +25,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from otahub.gateway.embedded.identity import may_use
+from otahub.core.services.registry import RegistryService
+from otahub.gateway.embedded.identity import Identity, may_use
 from otahub.gateway.logins import DeviceLogins
 
 log = logging.getLogger("otahub.gateway")
 
 
 class BrokerHooks:
-    def __init__(self, logins: DeviceLogins) -> None:
+    def __init__(self, logins: DeviceLogins, registry: RegistryService) -> None:
         self.logins = logins
+        self.registry = registry
 
     async def _body(self, request: Request) -> dict[str, Any]:
         try:
@@ -56,13 +58,17 @@ class BrokerHooks:
 
     async def acl(self, request: Request) -> Response:
         body = await self._body(request)
-        username = body.get("username")
-        identity = await self.logins.authorized(
-            str(body.get("clientid") or ""), None if username is None else str(username)
-        )
+        identity = await self._authorized(body)
         topic = str(body.get("topic") or "")
         allowed = identity is not None and bool(topic) and may_use(identity, topic)
         return JSONResponse({"result": "allow" if allowed else "deny"})
+
+    async def _authorized(self, body: dict[str, Any]) -> Identity | None:
+        """The client a broker asks about, which the broker has let in already."""
+        username = body.get("username")
+        return await self.logins.authorized(
+            str(body.get("clientid") or ""), None if username is None else str(username)
+        )
 
     async def events(self, request: Request) -> Response:
         """A client connected or disconnected (EMQX webhook). Always 200 for a
@@ -74,16 +80,11 @@ class BrokerHooks:
                 return JSONResponse({"result": "error", "message": "no event"}, status_code=400)
             return JSONResponse({"result": "ignored"})
         connected = PRESENCE_EVENTS[event]
-        username = body.get("username")
-        identity = await self.logins.authorized(
-            str(body.get("clientid") or ""), None if username is None else str(username)
-        )
+        identity = await self._authorized(body)
         if identity is None or identity.device_id is None:
             return JSONResponse({"result": "ignored"})
         at = _event_time(body.get("connected_at" if connected else "disconnected_at"))
-        done = await self.logins.services.registry.set_connected(
-            identity.device_id, connected, at=at
-        )
+        done = await self.registry.set_connected(identity.device_id, connected, at=at)
         log.info(
             "device %s",
             "connected" if connected else "disconnected",
