@@ -19,6 +19,7 @@ class Settings:
     public_host: str | None = None  # the name devices use to reach this server
     broker_url: str | None = None  # external broker; default: the embedded one
     share_group: str = "otahub"  # processes of one deployment split device traffic in it
+    hook_token: str | None = None  # bearer token the broker sends to /mqtt/*; None: open
     blob_url: str | None = None  # s3://bucket?endpoint=…; default: files in the data dir
     engine_interval: float = 1.0
     aliyun_rate_limits: str | None = None  # "off", or "default=10,CreateOTAVerifyJob=20"

@@ -99,7 +99,9 @@ class Runtime:
         tenant = await self.services.accounts.tenant(self.credentials.account_id)
         self.ca = CertificateAuthority(self.settings.data_dir / "ca")
         self.hooks = BrokerHooks(
-            DeviceLogins(self.services, tenant.id, self.service_password), self.services.registry
+            DeviceLogins(self.services, tenant.id, self.service_password),
+            self.services.registry,
+            self.settings.hook_token,
         )
         self.faces["aws"] = AwsApp(
             self.services,

@@ -57,6 +57,33 @@ def test_external_broker_password_lets_otahub_through_its_own_hooks(tmp_path: Pa
     assert "mqtt://otahub:***@127.0.0.1:1883" in server.output
 
 
+def test_hook_token_keeps_the_broker_hooks_for_the_broker(tmp_path: Path) -> None:
+    """With --hook-token, every /mqtt/* hook refuses a caller without the token (401)
+    and answers the broker that sends it as before."""
+    need_service("Mosquitto", "127.0.0.1", 1883)
+    url = "mqtt://otahub:broker-s3cret@127.0.0.1:1883"
+    args = ["--broker-url", url, "--hook-token", "hook-t0ken"]
+    server = ServerProcess(tmp_path / "data", args=args).start()
+    try:
+        login = {"clientid": "otahub-x", "username": "otahub", "password": "broker-s3cret"}
+        event = {"event": "client.connected", "clientid": "d", "username": "d"}
+        for path, body in (("/mqtt/auth", login), ("/mqtt/acl", {**login, "topic": "t"})):
+            for headers in ({}, {"Authorization": "Bearer guess"}):
+                refused = httpx.post(f"{server.url}{path}", json=body, headers=headers)
+                assert refused.status_code == 401, path
+                assert refused.json()["result"] == "deny"
+        assert httpx.post(f"{server.url}/mqtt/events", json=event).status_code == 401
+        token = {"Authorization": "Bearer hook-t0ken"}
+        allowed = httpx.post(f"{server.url}/mqtt/auth", json=login, headers=token)
+        assert allowed.status_code == 200 and allowed.json()["result"] == "allow"
+        ignored = httpx.post(f"{server.url}/mqtt/events", json=event, headers=token)
+        assert ignored.json() == {"result": "ignored"}
+    finally:
+        server.stop()
+    assert "(bearer token required)" in server.output
+    assert "hook-t0ken" not in server.output
+
+
 def test_a_taken_port_is_named_with_the_option_to_change(tmp_path: Path) -> None:
     import socket
     import subprocess

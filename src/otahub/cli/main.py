@@ -125,6 +125,13 @@ def _check_aliyun_rate_limits(
     show_default=True,
     help="shared-subscription group of the otahub processes on one external broker",
 )
+@click.option(
+    "--hook-token",
+    envvar="OTAHUB_HOOK_TOKEN",
+    default=None,
+    help="bearer token an external broker must send to the /mqtt/* hooks "
+    "(default: the hooks are open)",
+)
 @click.option("--log-level", envvar="OTAHUB_LOG_LEVEL", default="info", show_default=True)
 def serve(
     host: str,
@@ -140,6 +147,7 @@ def serve(
     aws_request_burst: float | None,
     aliyun_rate_limits: str | None,
     share_group: str,
+    hook_token: str | None,
     log_level: str,
 ) -> None:
     """Run the server: HTTP APIs, device gateway and rollout engine in one process."""
@@ -159,6 +167,7 @@ def serve(
         aws_request_rate=aws_request_rate,
         aws_request_burst=aws_request_burst,
         share_group=share_group,
+        hook_token=hook_token or None,
         access_key_id=os.environ.get("OTAHUB_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("OTAHUB_SECRET_ACCESS_KEY"),
         aliyun_rate_limits=aliyun_rate_limits,
@@ -256,6 +265,8 @@ def _banner(settings: Settings, runtime: object) -> None:
         f"  access key {creds.access_key_id}",
         f"  secret     {creds.secret_access_key}",
         "  health     GET /healthz",
+        "  broker hooks POST /mqtt/auth, /mqtt/acl, /mqtt/events   "
+        + ("(bearer token required)" if settings.hook_token else "(open: see --hook-token)"),
     ]
     click.echo("\n".join(lines), err=False)
 

@@ -11,10 +11,15 @@ rules the embedded broker applies.
          "disconnected_at" (epoch ms), ...} -> {"result": "ok" | "ignored"}
          The device's connection state, found by the login rules (the broker has
          checked the password already).
+
+With a hook token (`otahub serve --hook-token`), each hook asks for
+`Authorization: Bearer <token>` and answers 401 without it, so only the broker
+that was given the token can ask.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from datetime import UTC, datetime
@@ -33,9 +38,25 @@ log = logging.getLogger("otahub.gateway")
 
 
 class BrokerHooks:
-    def __init__(self, logins: DeviceLogins, registry: RegistryService) -> None:
+    def __init__(
+        self, logins: DeviceLogins, registry: RegistryService, token: str | None = None
+    ) -> None:
         self.logins = logins
         self.registry = registry
+        self._expected = None if not token else f"Bearer {token}".encode()
+
+    def _refused(self, request: Request) -> Response | None:
+        """401 for a caller without the hook token, when one is set."""
+        if self._expected is None:
+            return None
+        given = request.headers.get("authorization", "").encode()
+        if hmac.compare_digest(given, self._expected):
+            return None
+        return JSONResponse(
+            {"result": "deny", "message": "hook token required"},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="otahub broker hooks"'},
+        )
 
     async def _body(self, request: Request) -> dict[str, Any]:
         try:
@@ -45,6 +66,8 @@ class BrokerHooks:
         return body if isinstance(body, dict) else {}
 
     async def auth(self, request: Request) -> Response:
+        if refused := self._refused(request):
+            return refused
         body = await self._body(request)
         der = _certificate_der(body.get("cert_pem"))
         username, password = body.get("username"), body.get("password")
@@ -57,6 +80,8 @@ class BrokerHooks:
         return JSONResponse({"result": "allow" if identity else "deny", "is_superuser": False})
 
     async def acl(self, request: Request) -> Response:
+        if refused := self._refused(request):
+            return refused
         body = await self._body(request)
         identity = await self._authorized(body)
         topic = str(body.get("topic") or "")
@@ -71,6 +96,8 @@ class BrokerHooks:
         )
 
     async def events(self, request: Request) -> Response:
+        if refused := self._refused(request):
+            return refused
         """A client connected or disconnected (EMQX webhook). Always 200 for a
         well-formed body, so the broker does not retry what otahub ignores."""
         body = await self._body(request)
