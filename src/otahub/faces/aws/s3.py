@@ -5,11 +5,13 @@ catalog. Bodies stream in and out; nothing is held whole in memory.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Mapping
+import zlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -106,6 +108,55 @@ _SIGV4_TO_S3 = {
     "MissingAuthenticationTokenException": "AccessDenied",
     "IncompleteSignatureException": "AccessDenied",
 }
+
+
+class _Crc32:
+    """zlib's CRC-32 behind hashlib's update/digest, as S3 encodes it (big-endian)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: bytes) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(4, "big")
+
+
+class _BodyChecksums:
+    """The body checksums a client declared in headers (Content-MD5 and the
+    x-amz-checksum-* that botocore adds to every upload), checked as the body
+    streams; a mismatch is S3's BadDigest (InvalidDigest for a malformed value)."""
+
+    HEADERS: dict[str, tuple[str, Callable[[], Any]]] = {
+        "content-md5": ("MD5", lambda: hashlib.md5(usedforsecurity=False)),
+        "x-amz-checksum-crc32": ("CRC32", _Crc32),
+        "x-amz-checksum-sha1": ("SHA1", lambda: hashlib.sha1(usedforsecurity=False)),
+        "x-amz-checksum-sha256": ("SHA256", hashlib.sha256),
+    }
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self.pending: list[tuple[str, bytes, Any]] = []
+        for header, (name, make) in self.HEADERS.items():
+            if header not in headers:
+                continue
+            try:
+                expected = base64.b64decode(headers[header], validate=True)
+            except ValueError:
+                raise S3Error("InvalidDigest", f"The {header} you specified was invalid.") from None
+            self.pending.append((name, expected, make()))
+
+    def update(self, chunk: bytes) -> None:
+        for _, _, digest in self.pending:
+            digest.update(chunk)
+
+    def verify(self) -> None:
+        for name, expected, digest in self.pending:
+            if digest.digest() != expected:
+                what = "Content-MD5" if name == "MD5" else name
+                raise S3Error(
+                    "BadDigest", f"The {what} you specified did not match the calculated checksum."
+                )
 
 
 class S3Error(Exception):
@@ -264,11 +315,13 @@ class _Request:
         if declared.startswith("STREAMING-"):
             raise S3Error("NotImplemented", "aws-chunked uploads are not supported yet")
         digest = hashlib.sha256()
+        checks = _BodyChecksums(self.headers)
         while True:
             message = await self.receive()
             chunk = message.get("body", b"")
             if chunk:
                 digest.update(chunk)
+                checks.update(chunk)
                 yield chunk
             if not message.get("more_body"):
                 break
@@ -277,6 +330,7 @@ class _Request:
                 "XAmzContentSHA256Mismatch",
                 "The provided 'x-amz-content-sha256' header does not match what was computed.",
             )
+        checks.verify()
 
     async def _drain(self) -> bytes:
         return b"".join([c async for c in self._body()])
