@@ -172,6 +172,7 @@ class FleetReport:
     cpu_seconds: float = 0.0  # the simulator's own CPU time: what one process costs
     complete: bool = True  # False: the deadline came before every device was done
     errors: list[str] = field(default_factory=list)
+    dialect: str = "aws"  # or "aliyun" (otahub.agent.aliyun_fleet): one report shape
 
     def percentile(self, p: float) -> float | None:
         """Nearest-rank percentile of the update times."""
