@@ -350,6 +350,8 @@ class AliyunFleet(Fleet):
     def __init__(self, config: AliyunFleetConfig) -> None:
         if config.transport != "mqtt":
             raise ValueError("Alibaba devices take their OTA tasks over MQTT only")
+        if not config.register and not config.product_key:
+            raise ValueError("devices registered beforehand need their product_key")
         super().__init__(config)
         self.files = config.files or "http"
 

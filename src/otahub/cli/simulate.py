@@ -128,6 +128,8 @@ def simulate(**kw: Any) -> None:
         raise click.UsageError(ALIYUN_TRANSPORT)
     if not aliyun and kw["product_key"]:
         raise click.UsageError("--product-key is for --dialect aliyun")
+    if aliyun and kw["no_register"] and not kw["product_key"]:
+        raise click.UsageError("--no-register with --dialect aliyun needs --product-key")
     faults = Faults(
         fail=kw["fail"],
         reject=kw["reject"],
