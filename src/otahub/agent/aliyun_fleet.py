@@ -86,7 +86,9 @@ class AliyunFleetConfig(FleetConfig):
     version: str | None = None  # the firmware's DestVersion (default: a fresh one)
     block_size: int = 5120  # MQTT download block, the C SDK's default
     connect_concurrency: int = 64  # logins in flight while connecting
-    settle_seconds: float = 30.0  # how long the server may take to read the last reports
+    # The server may take this long to read the last reports (or the rest of the
+    # deadline, if longer) before its counts are taken as they are.
+    settle_seconds: float = 30.0
 
     @property
     def product_name(self) -> str:
@@ -364,6 +366,7 @@ class AliyunFleet(Fleet):
         register_s = connect_s = 0.0
         rollout_at = last = time.monotonic()
         server: dict[str, int] = {}
+        settle_s: float | None = None
         try:
             async with httpx.AsyncClient(
                 transport=GatedTransport(cfg.http_connections),
@@ -414,7 +417,12 @@ class AliyunFleet(Fleet):
                 await asyncio.gather(*tasks, return_exceptions=True)
                 last = max((d for d in self.done_at if d is not None), default=rollout_at)
                 self.phase = "counting"
-                server = await self._settled_counts(api, self.job_id) if self.job_id else {}
+                if self.job_id:
+                    server, settled = await self._settled_counts(
+                        api, self.job_id, started + cfg.deadline
+                    )
+                    if settled:
+                        settle_s = time.monotonic() - last
                 self.phase = "done"
         finally:
             await asyncio.gather(*(d.close() for d in devices), return_exceptions=True)
@@ -445,6 +453,7 @@ class AliyunFleet(Fleet):
             complete=self._all_done.is_set(),
             errors=[f"{n}x {e}" for e, n in self.errors.most_common(5)],
             dialect="aliyun",
+            settle_seconds=settle_s,
         )
 
     async def _rollout(
@@ -472,24 +481,26 @@ class AliyunFleet(Fleet):
             timeout_minutes=cfg.in_progress_timeout_minutes,
         )
 
-    async def _settled_counts(self, api: AsyncAliyunClient, job_id: str) -> dict[str, int]:
-        """The server's TaskStatus counts once it has read what the devices sent.
+    async def _settled_counts(
+        self, api: AsyncAliyunClient, job_id: str, deadline: float
+    ) -> tuple[dict[str, int], bool]:
+        """The server's TaskStatus counts once it has read what the devices sent, and
+        whether it had by `deadline` (at least `settle_seconds` from now).
 
         An Alibaba device's reports are MQTT messages that nothing answers: the
-        server settles a task a little after the device is done. Wait (at most
-        `settle_seconds`) until it has settled as many tasks as devices finished and
-        sees the hung ones IN_PROGRESS."""
+        server settles a task some time after the device is done. Wait until it has
+        settled as many tasks as devices finished and sees the hung ones IN_PROGRESS."""
         finished = sum(self.counts[s] for s in ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"))
         hung = self.counts["HUNG"]
-        deadline = time.monotonic() + self.cfg.settle_seconds
+        deadline = max(deadline, time.monotonic() + self.cfg.settle_seconds)
         while True:
             counts = await server_counts(api, job_id)
             settled = sum(counts.get(s, 0) for s in ("SUCCEEDED", "FAILED", "CANCELED"))
             if settled >= finished and counts.get("IN_PROGRESS", 0) >= hung:
-                return counts
+                return counts, True
             if time.monotonic() > deadline:
-                return counts
-            await asyncio.sleep(0.5)
+                return counts, False
+            await asyncio.sleep(1.0)
 
     async def _start_device(self, device: SimDevice, gate: asyncio.Semaphore) -> None:
         try:

@@ -269,6 +269,9 @@ def summary(report: FleetReport) -> Table:
         table.add_row("rollout to all done", _s(report.seconds_to_done), "")
     else:
         table.add_row("rollout to deadline", "not all done", "")
+    if report.dialect == "aliyun":
+        settled = _s(report.settle_seconds) if report.settle_seconds is not None else "not yet"
+        table.add_row("then server settled", settled, "")
     table.add_row("simulator CPU", _s(report.cpu_seconds), "")
     for p in (50, 90, 99):
         table.add_row(f"update p{p}", _s(report.percentile(p)), "")

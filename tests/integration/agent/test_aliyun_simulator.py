@@ -156,6 +156,7 @@ async def test_faults_end_in_exactly_the_injected_states(server: ServerProcess, 
     assert report.server_states == expected
     assert report.resumed == FAULTS.counts(50)["disconnect"]
     assert report.complete
+    assert report.settle_seconds is not None
     await asyncio.to_thread(check_server, server, report, expected)
 
 
