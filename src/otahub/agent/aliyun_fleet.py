@@ -331,16 +331,17 @@ class SimDevice:
                         reply = parse_download_reply(frame)
                     except CodecError:
                         break  # a damaged frame: ask again
-                    if str(reply.header.get("id")) != request_id:
-                        continue
-                    if reply.header.get("code") != 200:
+                    data = reply.header.get("data") or {}
+                    if reply.header.get("code") == 200:
+                        # An answer to an earlier ask for this block is as good: a
+                        # loaded server is not made to send it again.
+                        if data.get("bOffset") == offset and reply.block:
+                            return reply.block
+                    elif str(reply.header.get("id")) == request_id:
                         raise UpdateFailed(
                             ProgressFailure.DOWNLOAD_FAILED,
                             f"download refused: {reply.header.get('msg')}",
                         )
-                    data = reply.header.get("data") or {}
-                    if data.get("bOffset") == offset and reply.block:
-                        return reply.block
             except TimeoutError:
                 wait *= 2  # a loaded server: do not ask again too soon
         raise UpdateFailed(ProgressFailure.DOWNLOAD_FAILED, f"no block at offset {offset}")
