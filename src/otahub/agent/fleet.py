@@ -172,6 +172,10 @@ class FleetReport:
     cpu_seconds: float = 0.0  # the simulator's own CPU time: what one process costs
     complete: bool = True  # False: the deadline came before every device was done
     errors: list[str] = field(default_factory=list)
+    dialect: str = "aws"  # or "aliyun" (otahub.agent.aliyun_fleet): one report shape
+    # aliyun: seconds from the last device report until the server had settled every
+    # task (devices' MQTT reports are not answered); None: not measured (aws) or never
+    settle_seconds: float | None = None
 
     def percentile(self, p: float) -> float | None:
         """Nearest-rank percentile of the update times."""
