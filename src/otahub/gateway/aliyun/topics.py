@@ -54,7 +54,8 @@ log = logging.getLogger("otahub.gateway.aliyun")
 S = ExecutionStatus
 STARTED = (S.NOTIFIED, S.IN_PROGRESS)
 # Pushes may describe a job or package this old (a tag changed by UpdateOTAJob
-# reaches the next pushes this much later); the job's tasks themselves are read fresh.
+# reaches the next pushes this much later); the job's tasks themselves are read fresh,
+# but for block downloads (a canceled task's file stays readable this long).
 CACHE_SECONDS = 2.0
 K = TypeVar("K")
 V = TypeVar("V")
@@ -88,6 +89,9 @@ class AliyunTopics:
         self._ids = itertools.count()
         self._jobs: _Recent[int, tuple[float, Job]] = _Recent(256)
         self._packages: _Recent[int, tuple[float, Package]] = _Recent(256)
+        # The packages a device may read blocks of, by device: a download asks for
+        # hundreds of blocks, which must not cost a database read each.
+        self._readable: _Recent[int, tuple[float, dict[int, Package]]] = _Recent(16384)
 
     # -- inbound --------------------------------------------------------------------
 
@@ -190,10 +194,19 @@ class AliyunTopics:
 
     async def _file_download(self, device: Device, topic: Topic, payload: bytes) -> list[Outgoing]:
         reply = build_topic("file_download_reply", topic.product_key, topic.device_name)
-        # A file is read block by block: its package need not be read again each time.
+        return [Outgoing(reply, await self.files.answer(payload, await self._readable_by(device)))]
+
+    async def _readable_by(self, device: Device) -> dict[int, Package]:
+        """The packages of the device's released tasks; a file is read block by block,
+        so this is read again only after CACHE_SECONDS."""
+        hit = self._readable.get(device.id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
         tasks = await self.tasks(device, cached=True)
         packages = {t.package.id: t.package for t in tasks if t.released}
-        return [Outgoing(reply, await self.files.answer(payload, packages))]
+        if packages:  # a task released a moment from now must be readable at once
+            self._readable.put(device.id, (time.monotonic() + CACHE_SECONDS, packages))
+        return packages
 
     # -- outbound -------------------------------------------------------------------
 
