@@ -9,6 +9,7 @@ which API the request is for (iot and iot-jobs-data share paths).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -61,11 +62,28 @@ def _canonical_query(raw_query: str) -> str:
     return "&".join(f"{k}={v}" for k, v in sorted(pairs))
 
 
+@functools.lru_cache(maxsize=1024)
 def _key(secret: str, date: str, region: str, service: str) -> bytes:
+    """The signing key of a credential scope: four HMACs, the same all day for one
+    secret, date, region and service, so kept (by the secret itself: a changed
+    secret gets a key of its own). Only a request whose date passed the skew check
+    gets here, and its signature is checked against this key on every request."""
     k = hmac.new(("AWS4" + secret).encode(), date.encode(), hashlib.sha256).digest()
     for part in (region, service, "aws4_request"):
         k = hmac.new(k, part.encode(), hashlib.sha256).digest()
     return k
+
+
+_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+
+
+def _parse_amz_date(amz_date: str) -> datetime:
+    """X-Amz-Date (`20260130T120000Z`) as a UTC datetime; ValueError when it is not one."""
+    m = _AMZ_DATE.fullmatch(amz_date)
+    if m is None:
+        raise ValueError(amz_date)
+    year, month, day, hour, minute, second = map(int, m.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 async def verify(
@@ -123,11 +141,18 @@ async def verify(
         )
     access_key, date, region, service = cred[:4]
     try:
-        when = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        when = _parse_amz_date(amz_date)
     except ValueError:
         raise SignatureError(
             "IncompleteSignatureException", "Missing or bad X-Amz-Date", "AccessDenied"
         ) from None
+    if date != amz_date[:8]:
+        raise SignatureError(
+            "InvalidSignatureException",
+            f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of "
+            f"date from HTTP: '{date}' != '{amz_date[:8]}'",
+            "AuthorizationHeaderMalformed",
+        )
     if expires is not None:
         if now > when + timedelta(seconds=expires):
             raise SignatureError(
