@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -95,39 +96,111 @@ class DirectReads:
 
 
 class PostgresReads(DirectReads):
-    """A small asyncpg pool. JSON and JSONB decode as SQLAlchemy's asyncpg dialect
-    sets them up on its own connections; reads run outside any transaction, as
-    `Database.read()` does on PostgreSQL."""
+    """Up to `size` asyncpg connections, opened as the load asks for them, each
+    running one read at a time.
 
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
+    Not asyncpg's own pool: its checkout and release (a proxy object, a task to
+    shield the release, a reset of four statements and one more round trip) cost
+    more CPU than the read itself. These connections only ever run prepared SELECTs
+    outside a transaction, so there is no session state to reset; one whose read
+    failed for any reason but an error the server reported is closed rather than
+    reused. JSON and JSONB decode as SQLAlchemy's asyncpg dialect sets them up."""
 
-    @classmethod
-    async def open(cls, dsn: str, size: int = DIRECT_POOL_SIZE) -> PostgresReads:
+    def __init__(self, dsn: str, size: int = DIRECT_POOL_SIZE) -> None:
         import asyncpg
 
-        async def setup(conn: Any) -> None:
+        self._server_error = asyncpg.PostgresError
+        self.dsn = dsn
+        self.size = size
+        self._idle: deque[Any] = deque()
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._count = 0  # open or opening
+        self._closed = False
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        conn = self._idle.pop() if self._idle else await self._checkout()
+        try:
+            rows = await conn.fetch(sql, *args)
+        except BaseException as exc:
+            if isinstance(exc, self._server_error):
+                self._checkin(conn)  # the server said no; the connection is as it was
+            else:
+                self._discard(conn)  # cancelled mid-read, or the connection broke
+            raise
+        self._checkin(conn)
+        return rows  # type: ignore[no-any-return]
+
+    async def _checkout(self) -> Any:
+        if self._closed:
+            raise RuntimeError("the database's direct reads are closed")
+        if self._count < self.size:
+            self._count += 1
+            return await self._open_counted()
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            conn = await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed over as we were cancelled
+                if waiter.result() is None:
+                    self._free()
+                else:
+                    self._checkin(waiter.result())
+            raise
+        if conn is None:  # a discarded connection's place, ours to open
+            return await self._open_counted()
+        return conn
+
+    async def _open_counted(self) -> Any:
+        """A new connection in a place already counted."""
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(self.dsn)
             for name in ("json", "jsonb"):
                 # SQLAlchemy's JSON bind processor hands over text already.
                 await conn.set_type_codec(
                     name, encoder=str, decoder=json.loads, schema="pg_catalog"
                 )
+        except BaseException:
+            self._free()
+            raise
+        return conn
 
-        async def reset(conn: Any) -> None:
-            # These connections only ever run prepared SELECTs outside a transaction:
-            # there is no session state for asyncpg's default reset (four statements,
-            # one more round trip on every release) to undo.
-            return None
+    def _checkin(self, conn: Any) -> None:
+        if self._closed:
+            self._discard(conn)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._idle.append(conn)
 
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=setup, reset=reset)
-        return cls(pool)
+    def _discard(self, conn: Any) -> None:
+        conn.terminate()
+        self._free()
 
-    async def fetch(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
-        async with self.pool.acquire() as conn:
-            return await conn.fetch(sql, *args)  # type: ignore[no-any-return]
+    def _free(self) -> None:
+        """One place fewer is taken: a waiter, if any, opens a connection in it (so
+        waiters never outlive every connection)."""
+        self._count -= 1
+        while self._waiters and not self._closed:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._count += 1
+                waiter.set_result(None)
+                return
 
     async def close(self) -> None:
-        await self.pool.close()
+        self._closed = True
+        while self._idle:
+            await self._idle.pop().close()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("the database's direct reads are closed"))
+        self._waiters.clear()
 
 
 class SqliteReads(DirectReads):
@@ -158,7 +231,7 @@ async def open_direct_reads(url: str) -> DirectReads | None:
     u = make_url(url)
     if u.drivername.startswith("postgresql"):
         dsn = u.set(drivername="postgresql").render_as_string(hide_password=False)
-        return await PostgresReads.open(dsn)
+        return PostgresReads(dsn)
     if u.drivername.startswith("sqlite") and u.database and u.database != ":memory:":
         if u.query.get("mode") == "memory":
             return None

@@ -386,6 +386,9 @@ def _compile_converter(service: str, shape: botocore.model.Shape) -> ToJson | No
     return None
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps's, made once
+
+
 @dataclass(frozen=True)
 class _OutputMember:
     name: str
@@ -426,7 +429,7 @@ def serialize_output(
             status = int(value)
         else:
             body[m.wire] = value if m.convert is None else m.convert(value)
-    return status, headers, json.dumps(body, separators=(",", ":")).encode()
+    return status, headers, _COMPACT.encode(body).encode()
 
 
 def error_status(service: str, code: str) -> int:

@@ -25,6 +25,7 @@ class Route:
     pattern: re.Pattern[str]
     literal_chars: int
     operation: str
+    model: botocore.model.OperationModel
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,9 @@ def routes(service: str) -> tuple[Route, ...]:
     model = service_model(service)
     found = []
     for name in model.operation_names:
-        http = model.operation_model(name).http
-        pattern, literal = _compile(http["requestUri"])
-        found.append(Route(http["method"], pattern, literal, name))
+        op = model.operation_model(name)
+        pattern, literal = _compile(op.http["requestUri"])
+        found.append(Route(op.http["method"], pattern, literal, name, op))
     # More literal text wins: `/jobs/$next` before `/jobs/{jobId}`.
     return tuple(sorted(found, key=lambda r: -r.literal_chars))
 
@@ -74,10 +75,9 @@ class Router:
 
     def __init__(self, service: str) -> None:
         self.service = service
-        model = service_model(service)
         by_key: dict[tuple[str, str | None], list[tuple[int, Route]]] = {}
         for i, r in enumerate(routes(service)):
-            first = _first_segment(model.operation_model(r.operation).http["requestUri"])
+            first = _first_segment(r.model.http["requestUri"])
             by_key.setdefault((r.method, first), []).append((i, r))
         wild = {m: by_key.get((m, None), []) for m, _ in by_key}
         self._any_first: dict[str, tuple[Route, ...]] = {
@@ -106,5 +106,5 @@ def route(service: str, method: str, raw_path: str) -> Match | None:
         m = r.pattern.match(raw_path)
         if m is not None:
             labels = {k: unquote(v) for k, v in m.groupdict().items()}
-            return Match(service_model(service).operation_model(r.operation), labels)
+            return Match(r.model, labels)
     return None

@@ -74,9 +74,17 @@ def _key(secret: str, date: str, region: str, service: str) -> bytes:
     return k
 
 
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def _sha256_hex(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
+
+
 _AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
 
 
+@functools.lru_cache(maxsize=256)  # the requests of one second share their date
 def _parse_amz_date(amz_date: str) -> datetime:
     """X-Amz-Date (`20260130T120000Z`) as a UTC datetime; ValueError when it is not one."""
     m = _AMZ_DATE.fullmatch(amz_date)
@@ -104,7 +112,7 @@ async def verify(
     if m is not None:
         credential, signed_names, signature = m.group("cred"), m.group("signed"), m.group("sig")
         amz_date = headers.get("x-amz-date", "")
-        payload = headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
+        payload = headers.get("x-amz-content-sha256") or _sha256_hex(body)
     else:
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
         if query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
@@ -133,7 +141,7 @@ async def verify(
                 "AuthorizationQueryParametersError",
             )
         # S3 presigns without the payload; the other services hash the (empty) body.
-        payload = "UNSIGNED-PAYLOAD" if not double_encode else hashlib.sha256(body).hexdigest()
+        payload = "UNSIGNED-PAYLOAD" if not double_encode else _sha256_hex(body)
     cred = credential.split("/")
     if len(cred) != 5 or cred[4] != "aws4_request":
         raise SignatureError(
@@ -202,9 +210,7 @@ async def verify(
             hashlib.sha256(canonical.encode()).hexdigest(),
         ]
     )
-    expected = hmac.new(
-        _key(secret, date, region, service), to_sign.encode(), hashlib.sha256
-    ).hexdigest()
+    expected = hmac.digest(_key(secret, date, region, service), to_sign.encode(), "sha256").hex()
     if not hmac.compare_digest(expected, signature):
         raise SignatureError(
             "InvalidSignatureException",
