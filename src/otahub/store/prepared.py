@@ -6,8 +6,8 @@ cache key, checks a pooled connection out and back in (with BEGIN, COMMIT and a
 reset on SQLite) and processes the rows: on the device check-in that costs several
 times the query itself. A `PreparedRead` pays for that once:
 
-- on PostgreSQL it runs on a small asyncpg pool owned by the `Database`, where
-  asyncpg prepares the statement once per connection and keeps it;
+- on PostgreSQL it runs on a few asyncpg connections owned by the `Database`,
+  where asyncpg prepares the statement once per connection and keeps it;
 - on a SQLite file it runs on one read-only connection of its own, in a single trip
   to that connection's thread (WAL: readers see every commit and block no writer);
 - anywhere else (an in-memory SQLite) it goes through SQLAlchemy as usual.
@@ -33,12 +33,13 @@ if TYPE_CHECKING:
 Row = tuple[Any, ...]
 Processor = Callable[[Any], Any]
 
-DIRECT_POOL_SIZE = 8  # asyncpg connections of the hot reads, beside SQLAlchemy's pool
+DIRECT_CONNECTIONS = 8  # PostgreSQL connections of the hot reads, beside SQLAlchemy's pool
 
 
 class PreparedRead:
-    """One select with named bind parameters (`bindparam("name", None)`), compiled
-    once for the database's dialect. `keys` name the columns of every row."""
+    """One select with named bind parameters (`bindparam("name", None)`, each one a
+    call must give), compiled once for the database's dialect. `keys` name the
+    columns of every row."""
 
     def __init__(self, db: Database, statement: Select[Any]) -> None:
         self.db = db
@@ -51,7 +52,9 @@ class PreparedRead:
             raise ValueError("a prepared read takes no expanding IN; bind each value")
         self.sql = compiled.string
         names = compiled.positiontup or []
-        self._defaults = {n: compiled.params[n] for n in names}
+        # Values the statement carries itself (literals, OFFSET 0); the rest are the
+        # caller's to give.
+        self._defaults = {n: v for n in names if (v := compiled.params[n]) is not None}
         self._params: list[tuple[str, Processor | None]] = [
             (n, compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect)) for n in names
         ]
@@ -64,7 +67,12 @@ class PreparedRead:
     def _args(self, params: Mapping[str, Any]) -> list[Any]:
         args = []
         for name, process in self._params:
-            value = params[name] if name in params else self._defaults[name]
+            if name in params:
+                value = params[name]
+            elif name in self._defaults:
+                value = self._defaults[name]
+            else:
+                raise TypeError(f"the prepared read needs a value for {name!r}")
             args.append(process(value) if process is not None else value)
         return args
 
@@ -79,6 +87,7 @@ class PreparedRead:
     async def all(self, **params: Any) -> list[Row]:
         direct = await self.db.direct_reads()
         if direct is None:
+            self._args(params)  # the same checks of the parameters on every path
             async with self.db.read() as conn:
                 return [tuple(r) for r in await conn.execute(self.statement, params)]
         raw = await direct.fetch(self.sql, self._args(params))
@@ -106,7 +115,7 @@ class PostgresReads(DirectReads):
     failed for any reason but an error the server reported is closed rather than
     reused. JSON and JSONB decode as SQLAlchemy's asyncpg dialect sets them up."""
 
-    def __init__(self, dsn: str, size: int = DIRECT_POOL_SIZE) -> None:
+    def __init__(self, dsn: str, size: int = DIRECT_CONNECTIONS) -> None:
         import asyncpg
 
         self._server_error = asyncpg.PostgresError
@@ -122,7 +131,7 @@ class PostgresReads(DirectReads):
         try:
             rows = await conn.fetch(sql, *args)
         except BaseException as exc:
-            if isinstance(exc, self._server_error):
+            if isinstance(exc, self._server_error) and not conn.is_closed():
                 self._checkin(conn)  # the server said no; the connection is as it was
             else:
                 self._discard(conn)  # cancelled mid-read, or the connection broke
