@@ -131,13 +131,21 @@ class PostgresReads(DirectReads):
         try:
             rows = await conn.fetch(sql, *args)
         except BaseException as exc:
-            if isinstance(exc, self._server_error) and not conn.is_closed():
-                self._checkin(conn)  # the server said no; the connection is as it was
+            if self._still_usable(conn, exc):
+                self._checkin(conn)  # the server refused the read; the connection is fine
             else:
                 self._discard(conn)  # cancelled mid-read, or the connection broke
             raise
         self._checkin(conn)
         return rows  # type: ignore[no-any-return]
+
+    def _still_usable(self, conn: Any, exc: BaseException) -> bool:
+        """Whether a read's failure left its connection fit for the next: an error the
+        server reported about the statement, not about the connection (class 08) or
+        the server going away (57: shutdown, termination)."""
+        if not isinstance(exc, self._server_error) or conn.is_closed():
+            return False
+        return not str(getattr(exc, "sqlstate", "") or "").startswith(("08", "57"))
 
     async def _checkout(self) -> Any:
         if self._closed:

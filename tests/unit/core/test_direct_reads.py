@@ -54,7 +54,7 @@ async def test_killed_connections_are_replaced(reads: PostgresReads, pg_url: str
     for _ in range(4):
         try:
             after = await pid(reads)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
+        except Exception:  # what asyncpg raises on a killed connection varies with timing
             failures += 1
             continue
         assert after not in before
