@@ -113,12 +113,14 @@ class PostgresReads(DirectReads):
     more CPU than the read itself. These connections only ever run prepared SELECTs
     outside a transaction, so there is no session state to reset; one whose read
     failed for any reason but an error the server reported is closed rather than
-    reused. JSON and JSONB decode as SQLAlchemy's asyncpg dialect sets them up."""
+    reused, and a read whose connection was lost runs again on a new one. JSON and
+    JSONB decode as SQLAlchemy's asyncpg dialect sets them up."""
 
     def __init__(self, dsn: str, size: int = DIRECT_CONNECTIONS) -> None:
         import asyncpg
 
         self._server_error = asyncpg.PostgresError
+        self._connection_gone = asyncpg.ConnectionDoesNotExistError
         self.dsn = dsn
         self.size = size
         self._idle: deque[Any] = deque()
@@ -127,17 +129,42 @@ class PostgresReads(DirectReads):
         self._closed = False
 
     async def fetch(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
-        conn = self._idle.pop() if self._idle else await self._checkout()
-        try:
-            rows = await conn.fetch(sql, *args)
-        except BaseException as exc:
-            if self._still_usable(conn, exc):
-                self._checkin(conn)  # the server refused the read; the connection is fine
-            else:
-                self._discard(conn)  # cancelled mid-read, or the connection broke
-            raise
-        self._checkin(conn)
-        return rows  # type: ignore[no-any-return]
+        retried = False
+        while True:
+            conn = self._take_idle() or await self._checkout()
+            try:
+                rows = await conn.fetch(sql, *args)
+            except asyncio.CancelledError:
+                self._discard(conn)  # cancelled mid-read: in no state to reuse
+                raise
+            except BaseException as exc:
+                if self._still_usable(conn, exc):
+                    self._checkin(conn)  # the server refused the read; the connection is fine
+                    raise
+                self._discard(conn)
+                if retried or not self._lost(conn, exc):
+                    raise
+                # The connection was gone (a restart, a network cut): so are the others
+                # opened to the same server. A read is safe to run again, once, on a new
+                # connection, rather than fail a request halfway through its work.
+                self._discard_idle()
+                retried = True
+                continue
+            self._checkin(conn)
+            return rows  # type: ignore[no-any-return]
+
+    def _take_idle(self) -> Any:
+        """An idle connection still open, or None (one found closed is let go)."""
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._discard(conn)
+        return None
+
+    def _discard_idle(self) -> None:
+        while self._idle:
+            self._discard(self._idle.pop())
 
     def _still_usable(self, conn: Any, exc: BaseException) -> bool:
         """Whether a read's failure left its connection fit for the next: an error the
@@ -145,7 +172,15 @@ class PostgresReads(DirectReads):
         the server going away (57: shutdown, termination)."""
         if not isinstance(exc, self._server_error) or conn.is_closed():
             return False
-        return not str(getattr(exc, "sqlstate", "") or "").startswith(("08", "57"))
+        return not _sqlstate(exc).startswith(("08", "57"))
+
+    def _lost(self, conn: Any, exc: BaseException) -> bool:
+        """Whether a read failed because its connection is gone."""
+        return (
+            conn.is_closed()
+            or isinstance(exc, OSError | self._connection_gone)
+            or _sqlstate(exc).startswith(("08", "57"))
+        )
 
     async def _checkout(self) -> Any:
         if self._closed:
@@ -220,6 +255,10 @@ class PostgresReads(DirectReads):
         self._waiters.clear()
 
 
+def _sqlstate(exc: BaseException) -> str:
+    return str(getattr(exc, "sqlstate", "") or "")
+
+
 class SqliteReads(DirectReads):
     """One read-only connection to the database file, on aiosqlite's thread."""
 
@@ -250,7 +289,7 @@ async def open_direct_reads(url: str) -> DirectReads | None:
         dsn = u.set(drivername="postgresql").render_as_string(hide_password=False)
         return PostgresReads(dsn)
     if u.drivername.startswith("sqlite") and u.database and u.database != ":memory:":
-        if u.query.get("mode") == "memory":
+        if u.query:  # uri=true, mode=…: connection options left to SQLAlchemy
             return None
         return await SqliteReads.open(u.database)
     return None

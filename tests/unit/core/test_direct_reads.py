@@ -42,24 +42,54 @@ async def test_a_server_error_keeps_the_connection(reads: PostgresReads) -> None
     assert await pid(reads) == first
 
 
-async def test_killed_connections_are_replaced(reads: PostgresReads, pg_url: str) -> None:
-    before = {await pid(reads) for _ in range(2)}
+async def test_killed_connections_are_replaced_without_failing_a_read(
+    reads: PostgresReads, pg_url: str
+) -> None:
+    """A server restart or a network cut: the next reads run on new connections."""
+    held = await asyncio.gather(*(reads.fetch("SELECT pg_backend_pid()", []) for _ in range(2)))
+    before = {int(r[0][0]) for r in held}
     admin = await asyncpg.connect(pg_url)
     try:
         for p in before:
             await admin.execute("SELECT pg_terminate_backend($1)", p)
     finally:
         await admin.close()
-    failures = 0
-    for _ in range(4):
-        try:
-            after = await pid(reads)
-        except Exception:  # what asyncpg raises on a killed connection varies with timing
-            failures += 1
-            continue
-        assert after not in before
-    assert failures <= 2  # at most once per connection the pool held
+    after = [await pid(reads) for _ in range(4)]
+    assert not set(after) & before
     assert reads._count <= 2
+
+
+class GoneConnection:
+    """A connection whose server went away without the client noticing yet."""
+
+    terminated = False
+
+    def is_closed(self) -> bool:
+        return self.terminated
+
+    async def fetch(self, *args: object) -> None:
+        raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+
+async def test_a_read_on_a_lost_connection_runs_again_on_a_new_one(reads: PostgresReads) -> None:
+    gone = [GoneConnection(), GoneConnection()]
+    reads._idle.extend(gone)
+    reads._count = 2
+    assert await reads.fetch("SELECT $1::int", [7]) == [(7,)]
+    assert all(c.terminated for c in gone)  # the other idle one shared its fate
+    assert reads._count == 1
+
+
+async def test_a_read_lost_twice_fails(reads: PostgresReads, pg_url: str) -> None:
+    reads.dsn = pg_url.replace("5432", "1")  # nothing listens there
+    reads._idle.append(GoneConnection())
+    reads._count = 1
+    with pytest.raises(OSError):
+        await reads.fetch("SELECT 1", [])
+    assert reads._count == 0
 
 
 async def test_cancelled_reads_and_waiters_give_their_place_back(
