@@ -1,5 +1,10 @@
 """Requests to input dicts and output dicts to responses, as each operation's
-shapes say; and validation of every constraint the model states."""
+shapes say; and validation of every constraint the model states.
+
+The model is read once: each operation's members (where each travels, under which
+name) and each shape's checks and output conversion are worked out on first use and
+kept, so a request runs plain Python over its values rather than botocore's shape
+objects."""
 
 from __future__ import annotations
 
