@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
 from otahub.core.policies import JobPolicies, RolloutPolicy
@@ -144,3 +146,8 @@ async def test_prepared_rows_are_sqlalchemy_rows(
 
 def typed(row: tuple[Any, ...]) -> list[tuple[str, str]]:
     return [(type(v).__name__, repr(v)) for v in row]
+
+
+async def test_a_prepared_read_needs_every_parameter(db: Database) -> None:
+    with pytest.raises(TypeError, match="'name'"):
+        await db.prepare(DEVICE_BY_NAME).all(tenant_id=1, product_key="")
