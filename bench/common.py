@@ -373,7 +373,8 @@ def run_wrk(
     headers: tuple[str, ...] = (),
     latency: bool = False,
 ) -> dict[str, float]:
-    """wrk's figures: rps, mib_s, non2xx, errors and, with latency, p50/p99 in ms."""
+    """wrk's figures: rps, requests, mib_s, non2xx, errors and, with latency, p50/p99
+    in ms."""
     cmd = [wrk_bin, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "30s"]
     if latency:
         cmd.append("--latency")
@@ -384,6 +385,7 @@ def run_wrk(
     tail = ["--", *script_args] if script_args else []
     out = subprocess.run([*cmd, url, *tail], capture_output=True, text=True, check=True).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
     transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:(.*)", out)
@@ -391,6 +393,7 @@ def run_wrk(
         raise RuntimeError(f"cannot read wrk output:\n{out}")
     result = {
         "rps": float(rps.group(1)),
+        "requests": float(count.group(1)) if count else 0.0,
         "mib_s": float(transfer.group(1)) * UNITS[transfer.group(2).upper()] / MiB,
         "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
         "errors": 0.0 if not errors else float(sum(map(int, re.findall(r"\d+", errors.group(1))))),
@@ -402,6 +405,12 @@ def run_wrk(
             if m:
                 result[f"p{pct}"] = float(m.group(1)) * scale[m.group(2)]
     return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
 
 
 def wait_outbox_drained(database_url: str, timeout: float = 600) -> float:

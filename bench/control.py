@@ -23,7 +23,16 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from common import Row, add_json_arg, child_env, free_port, otahub_serve, report, running
+from common import (
+    Row,
+    add_json_arg,
+    child_env,
+    cpu_seconds,
+    free_port,
+    otahub_serve,
+    report,
+    running,
+)
 
 
 def client(endpoint: str, key: str, secret: str) -> Any:
@@ -37,14 +46,18 @@ def client(endpoint: str, key: str, secret: str) -> Any:
     )
 
 
-def rate(iot: Any, calls: int) -> float:
+def rate(iot: Any, calls: int, server_pid: int | None = None) -> tuple[float, float]:
+    """Calls a second, and the server's CPU time per call (µs) when its pid is given."""
     iot.create_thing(thingName="bench-thing", attributePayload={"attributes": {"k": "v"}})
     for _ in range(20):
         iot.describe_thing(thingName="bench-thing")
+    cpu = cpu_seconds(server_pid) if server_pid else 0.0
     t0 = time.perf_counter()
     for _ in range(calls):
         iot.describe_thing(thingName="bench-thing")
-    return calls / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    cpu_us = (cpu_seconds(server_pid) - cpu) / calls * 1e6 if server_pid else 0.0
+    return calls / elapsed, cpu_us
 
 
 CANNED = (
@@ -75,7 +88,7 @@ def client_ceiling(calls: int) -> float:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Canned)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        return rate(client(f"http://127.0.0.1:{server.server_port}", "k", "s"), calls)
+        return rate(client(f"http://127.0.0.1:{server.server_port}", "k", "s"), calls)[0]
     finally:
         server.shutdown()
 
@@ -90,15 +103,18 @@ def main() -> None:
         sys.exit("moto_server is missing: install the test extras (pip install -e '.[test]')")
     with tempfile.TemporaryDirectory() as tmp:
         with otahub_serve(Path(tmp)) as server:
-            ours = rate(client(server.url, server.access_key, server.secret), args.calls)
+            iot = client(server.url, server.access_key, server.secret)
+            ours, ours_cpu = rate(iot, args.calls, server.proc.pid)
         port = free_port()
         moto_cmd = [moto, "-H", "127.0.0.1", "-p", str(port)]
-        with running(moto_cmd, port, env=child_env(), log=Path(tmp) / "moto.log"):
-            theirs = rate(client(f"http://127.0.0.1:{port}", "testing", "testing"), args.calls)
+        with running(moto_cmd, port, env=child_env(), log=Path(tmp) / "moto.log") as moto_proc:
+            moto_iot = client(f"http://127.0.0.1:{port}", "testing", "testing")
+            theirs, theirs_cpu = rate(moto_iot, args.calls, moto_proc.pid)
     ceiling = client_ceiling(args.calls)
     print(
-        f"otahub {ours:,.0f} calls/s, moto_server {theirs:,.0f} calls/s, "
-        f"boto3 against a canned answer {ceiling:,.0f} calls/s"
+        f"otahub {ours:,.0f} calls/s ({ours_cpu:,.0f} µs server CPU a call), moto_server "
+        f"{theirs:,.0f} calls/s ({theirs_cpu:,.0f} µs), boto3 against a canned answer "
+        f"{ceiling:,.0f} calls/s"
     )
     report(
         [
@@ -111,6 +127,11 @@ def main() -> None:
                 "control", "same, against the client's ceiling", ours, "calls/s",
                 baseline=ceiling, baseline_name="a canned answer (server costs nothing)",
                 note="one boto3 client's own cost bounds any server: 5x moto is above it",
+            ),
+            Row(
+                "control", "server CPU per describe_thing", ours_cpu, "µs",
+                baseline=theirs_cpu, baseline_name="moto_server", higher_is_better=False,
+                note="server process CPU time / calls, same run",
             ),
         ],
         args.json,

@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Select, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from otahub.store.prepared import DirectReads, DirectReadsHolder, PreparedRead
 
 
 def async_url(url: str) -> str:
@@ -40,6 +42,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+        self._direct = DirectReadsHolder(self.url)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -60,7 +63,17 @@ class Database:
             async with conn.begin():
                 yield conn
 
+    def prepare(self, statement: Select[Any]) -> PreparedRead:
+        """A hot-path read, compiled once (see `otahub.store.prepared`)."""
+        return PreparedRead(self, statement)
+
+    async def direct_reads(self) -> DirectReads | None:
+        """The driver-level connections `PreparedRead`s run on (opened on first use),
+        or None where they go through SQLAlchemy."""
+        return await self._direct.get()
+
     async def dispose(self) -> None:
+        await self._direct.close()
         await self.engine.dispose()
 
 

@@ -8,11 +8,12 @@ outbox row in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otahub.core.entities import Execution, row_to
@@ -36,6 +37,32 @@ S = ExecutionStatus
 _EXEC_COLS = [*executions.c, jobs.c.ref.label("job_ref")]
 RERUNNABLE = frozenset({S.FAILED, S.TIMED_OUT, S.REJECTED, S.CANCELED})
 
+# The device check-in: a device known by (tenant, product key, name) and its released
+# pending executions, one row per execution (one row of NULLs when it has none, no
+# row when there is no such device). Ordered in Python, as pending_for_device is.
+PENDING_FOR_THING = (
+    select(devices.c.id.label("thing_id"), *_EXEC_COLS)
+    .select_from(
+        devices.join(products, products.c.id == devices.c.product_id).outerjoin(
+            executions.join(jobs, jobs.c.id == executions.c.job_id),
+            and_(
+                executions.c.device_id == devices.c.id,
+                executions.c.status.in_([literal(s.value) for s in sorted(PENDING)]),
+                executions.c.released_at.is_not(None),
+            ),
+        )
+    )
+    .where(
+        products.c.tenant_id == bindparam("tenant_id", None),
+        products.c.key == bindparam("product_key", None),
+        devices.c.name == bindparam("name", None),
+    )
+    .limit(bindparam("limit", None))
+)
+_EXECUTION_FIELDS = [
+    f.name for f in fields(Execution) if f.name in PENDING_FOR_THING.selected_columns
+]
+
 
 @dataclass(frozen=True)
 class Report:
@@ -53,6 +80,10 @@ class Report:
 class ExecutionService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        self._pending_for_thing = ctx.db.prepare(PENDING_FOR_THING)
+        keys = self._pending_for_thing.keys
+        self._pending_job_id = keys.index("job_id")
+        self._pending_fields = itemgetter(*(keys.index(f) for f in _EXECUTION_FIELDS))
 
     # -- reading --------------------------------------------------------------------
 
@@ -80,33 +111,20 @@ class ExecutionService:
         self, tenant_id: int, name: str, product_key: str = DEFAULT_PRODUCT_KEY, *, limit: int = 100
     ) -> list[Execution] | None:
         """pending_for_device of a device known by name, in one indexed query: the
-        device check-in's hot path. None when there is no such device."""
-        pending = and_(
-            executions.c.device_id == devices.c.id,
-            executions.c.status.in_([s.value for s in PENDING]),
-            executions.c.released_at.is_not(None),
+        device check-in's hot path, prepared once. None when there is no such device."""
+        rows = await self._pending_for_thing.all(
+            tenant_id=tenant_id, product_key=product_key, name=name, limit=limit
         )
-        q = (
-            select(devices.c.id.label("thing_id"), *_EXEC_COLS)
-            .select_from(
-                devices.join(products, products.c.id == devices.c.product_id).outerjoin(
-                    executions.join(jobs, jobs.c.id == executions.c.job_id), pending
-                )
-            )
-            .where(
-                products.c.tenant_id == tenant_id,
-                products.c.key == product_key,
-                devices.c.name == name,
-            )
-            .limit(limit)
-        )
-        async with self.ctx.db.read() as conn:
-            rows = (await conn.execute(q)).all()
         if not rows:
             return None
-        found = [row_to(Execution, r) for r in rows if r.job_id is not None]
+        found = [self._pending_row(r) for r in rows if r[self._pending_job_id] is not None]
         found.sort(key=_pending_order)
         return found
+
+    def _pending_row(self, row: tuple[Any, ...]) -> Execution:
+        values = dict(zip(_EXECUTION_FIELDS, self._pending_fields(row), strict=True))
+        values["status"] = ExecutionStatus(values["status"])
+        return Execution(**values)
 
     async def pending_for_devices(self, device_ids: Sequence[int]) -> dict[int, list[Execution]]:
         """pending_for_device for many devices in one query (notification rendering)."""

@@ -84,21 +84,19 @@ class AwsApp:
         self.deps = deps
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.s3 is not None:
-            raw_headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-            raw_q = scope.get("query_string", b"").decode()
-            if sigv4.scope_service(raw_headers, raw_q) == "s3" or (
-                "authorization" not in raw_headers and sigv4.is_v2_presigned(raw_q)
-            ):
-                await self.s3(scope, receive, send)
-                return
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        raw_query = scope.get("query_string", b"").decode()
+        if self.s3 is not None and (
+            sigv4.scope_service(headers, raw_query) == "s3"
+            or ("authorization" not in headers and sigv4.is_v2_presigned(raw_query))
+        ):
+            await self.s3(scope, receive, send)
+            return
         request_id = str(uuid.uuid4())
         service = "iot"
         try:
             body = await _read_body(receive)
-            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
             raw_path = scope.get("raw_path", scope["path"].encode()).decode()
-            raw_query = scope.get("query_string", b"").decode()
             signed = await sigv4.verify(
                 scope["method"],
                 raw_path,

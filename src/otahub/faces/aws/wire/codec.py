@@ -1,11 +1,18 @@
 """Requests to input dicts and output dicts to responses, as each operation's
-shapes say; and validation of every constraint the model states."""
+shapes say; and validation of every constraint the model states.
+
+The model is read once: each operation's members (where each travels, under which
+name) and each shape's checks and output conversion are worked out on first use and
+kept, so a request runs plain Python over its values rather than botocore's shape
+objects."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -70,6 +77,39 @@ def _from_json(shape: botocore.model.Shape, value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class _InputMember:
+    name: str
+    wire: str
+    location: str | None  # uri, querystring, header; None: the JSON body
+    shape: botocore.model.Shape
+    is_list: bool
+    is_map: bool
+    scalar: botocore.model.Shape  # the shape of one value (a list's item)
+
+
+@functools.cache
+def _input_members(op: botocore.model.OperationModel) -> tuple[_InputMember, ...]:
+    shape = op.input_shape
+    if shape is None:
+        return ()
+    found = []
+    for name, member in shape.members.items():
+        is_list = member.type_name == "list"
+        found.append(
+            _InputMember(
+                name,
+                member.serialization.get("name", name),
+                member.serialization.get("location"),
+                member,
+                is_list,
+                member.type_name == "map",
+                member.member if is_list else member,
+            )
+        )
+    return tuple(found)
+
+
 def parse_input(
     service: str,
     op: botocore.model.OperationModel,
@@ -78,34 +118,33 @@ def parse_input(
     headers: Mapping[str, str],
     body: bytes,
 ) -> dict[str, Any]:
-    shape = op.input_shape
-    if shape is None:
+    members = _input_members(op)
+    if not members:
         return {}
-    query = parse_qsl(raw_query, keep_blank_values=True)
+    query = parse_qsl(raw_query, keep_blank_values=True) if raw_query else []
     out: dict[str, Any] = {}
     body_members = {}
-    for name, member in shape.members.items():
-        loc = member.serialization.get("location")
-        wire = member.serialization.get("name", name)
+    for m in members:
+        loc, wire, name = m.location, m.wire, m.name
         if loc == "uri":
             if wire in labels:
-                out[name] = _scalar(member, labels[wire], name, service)
+                out[name] = _scalar(m.scalar, labels[wire], name, service)
         elif loc == "querystring":
-            if member.type_name == "list":
+            if m.is_list:
                 vals = [v for k, v in query if k == wire]
                 if vals:
-                    out[name] = [_scalar(member.member, v, name, service) for v in vals]
-            elif member.type_name == "map":
+                    out[name] = [_scalar(m.scalar, v, name, service) for v in vals]
+            elif m.is_map:
                 out[name] = dict(query)
             else:
                 vals = [v for k, v in query if k == wire]
                 if vals:
-                    out[name] = _scalar(member, vals[-1], name, service)
+                    out[name] = _scalar(m.scalar, vals[-1], name, service)
         elif loc == "header":
             if wire.lower() in headers:
-                out[name] = _scalar(member, headers[wire.lower()], name, service)
+                out[name] = _scalar(m.scalar, headers[wire.lower()], name, service)
         else:
-            body_members[wire] = (name, member)
+            body_members[wire] = (name, m.shape)
     if body_members and body.strip():
         try:
             data = json.loads(body)
@@ -121,62 +160,144 @@ def parse_input(
 
 
 # -- validation ---------------------------------------------------------------------
+#
+# Each shape becomes a checking function once, per service (the code of a failure
+# depends on it): the request path then runs plain Python over the value, not
+# botocore's shape objects.
+
+Validator = Callable[[Any, str], None]
+_validators: dict[tuple[str, str], Validator] = {}
 
 
 def validate(service: str, shape: botocore.model.Shape | None, value: Any, path: str = "") -> None:
-    if shape is None or value is None:
+    if shape is None:
         return
+    validator(service, shape)(value, path)
+
+
+def validator(service: str, shape: botocore.model.Shape) -> Validator:
+    """The checking function of a shape: raises the service's invalid-request error
+    naming the first constraint the value breaks (None passes)."""
+    key = (service, shape.name)
+    found = _validators.get(key)
+    if found is None:
+        cell: list[Validator] = []
+        _validators[key] = lambda value, path: cell[0](value, path)  # a recursive shape
+        found = _compile_validator(service, shape)
+        cell.append(found)
+        _validators[key] = found
+    return found
+
+
+def _compile_validator(service: str, shape: botocore.model.Shape) -> Validator:
     meta = shape.metadata
     t = shape.type_name
-    where = path or shape.name
+    name = shape.name
+
+    def size(n: int, where: str, unit: str) -> None:
+        _size(service, meta, n, where, unit)
+
     if t == "structure":
-        if not isinstance(value, dict):
-            raise _invalid(service, f"{where} must be an object")
-        members = shape.members
-        for req in shape.required_members:
-            if value.get(req) is None:
-                raise _invalid(service, f"{_join(path, req)} is required")
-        for k, v in value.items():
-            if k in members:
-                validate(service, members[k], v, _join(path, k))
-        return
+        members = {k: validator(service, m) for k, m in shape.members.items()}
+        required = list(shape.required_members)
+
+        def check_structure(value: Any, path: str) -> None:
+            if value is None:
+                return
+            if not isinstance(value, dict):
+                raise _invalid(service, f"{path or name} must be an object")
+            for req in required:
+                if value.get(req) is None:
+                    raise _invalid(service, f"{_join(path, req)} is required")
+            for k, v in value.items():
+                check = members.get(k)
+                if check is not None:
+                    check(v, _join(path, k))
+
+        return check_structure
     if t == "list":
-        if not isinstance(value, list):
-            raise _invalid(service, f"{where} must be a list")
-        _size(service, meta, len(value), where, "items")
-        for i, item in enumerate(value):
-            validate(service, shape.member, item, f"{where}[{i}]")
-        return
+        item = validator(service, shape.member)
+
+        def check_list(value: Any, path: str) -> None:
+            if value is None:
+                return
+            where = path or name
+            if not isinstance(value, list):
+                raise _invalid(service, f"{where} must be a list")
+            size(len(value), where, "items")
+            for i, v in enumerate(value):
+                item(v, f"{where}[{i}]")
+
+        return check_list
     if t == "map":
-        if not isinstance(value, dict):
-            raise _invalid(service, f"{where} must be a map")
-        _size(service, meta, len(value), where, "entries")
-        for k, v in value.items():
-            validate(service, shape.key, k, f"{where} key")
-            validate(service, shape.value, v, f"{where}.{k}")
-        return
+        check_key = validator(service, shape.key)
+        check_value = validator(service, shape.value)
+
+        def check_map(value: Any, path: str) -> None:
+            if value is None:
+                return
+            where = path or name
+            if not isinstance(value, dict):
+                raise _invalid(service, f"{where} must be a map")
+            size(len(value), where, "entries")
+            for k, v in value.items():
+                check_key(k, f"{where} key")
+                check_value(v, f"{where}.{k}")
+
+        return check_map
     if t == "string":
-        if not isinstance(value, str):
-            raise _invalid(service, f"{where} must be a string")
-        _size(service, meta, len(value), where, "characters")
         enum = meta.get("enum")
-        if enum and value not in enum:
-            raise _invalid(service, f"{where} must be one of {', '.join(enum)}")
-        if "pattern" in meta and not compile_java(meta["pattern"]).fullmatch(value):
-            raise _invalid(service, f"{where} {value!r} does not match {meta['pattern']}")
-        return
+        pattern = compile_java(meta["pattern"]) if "pattern" in meta else None
+        sized = "min" in meta or "max" in meta
+
+        def check_string(value: Any, path: str) -> None:
+            if value is None:
+                return
+            where = path or name
+            if not isinstance(value, str):
+                raise _invalid(service, f"{where} must be a string")
+            if sized:
+                size(len(value), where, "characters")
+            if enum and value not in enum:
+                raise _invalid(service, f"{where} must be one of {', '.join(enum)}")
+            if pattern is not None and not pattern.fullmatch(value):
+                raise _invalid(service, f"{where} {value!r} does not match {meta['pattern']}")
+
+        return check_string
     if t in ("integer", "long", "float", "double"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _invalid(service, f"{where} must be a number")
-        if "min" in meta and value < meta["min"]:
-            raise _invalid(service, f"{where} must be at least {meta['min']}")
-        if "max" in meta and value > meta["max"]:
-            raise _invalid(service, f"{where} must be at most {meta['max']}")
-        return
-    if t == "boolean" and not isinstance(value, bool):
-        raise _invalid(service, f"{where} must be true or false")
-    if t == "blob" and not isinstance(value, bytes | bytearray):
-        raise _invalid(service, f"{where} must be base64 data")
+        low, high = meta.get("min"), meta.get("max")
+
+        def check_number(value: Any, path: str) -> None:
+            if value is None:
+                return
+            where = path or name
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _invalid(service, f"{where} must be a number")
+            if low is not None and value < low:
+                raise _invalid(service, f"{where} must be at least {low}")
+            if high is not None and value > high:
+                raise _invalid(service, f"{where} must be at most {high}")
+
+        return check_number
+    if t == "boolean":
+
+        def check_boolean(value: Any, path: str) -> None:
+            if value is not None and not isinstance(value, bool):
+                raise _invalid(service, f"{path or name} must be true or false")
+
+        return check_boolean
+    if t == "blob":
+
+        def check_blob(value: Any, path: str) -> None:
+            if value is not None and not isinstance(value, bytes | bytearray):
+                raise _invalid(service, f"{path or name} must be base64 data")
+
+        return check_blob
+    return _no_check
+
+
+def _no_check(value: Any, path: str) -> None:
+    return None
 
 
 def _size(service: str, meta: Mapping[str, Any], n: int, where: str, unit: str) -> None:
@@ -191,47 +312,129 @@ def _join(path: str, name: str) -> str:
 
 
 # -- serialization ------------------------------------------------------------------
+#
+# Likewise each output shape becomes a converting function once; None stands for
+# "as it is" (strings, numbers, booleans), which costs no call.
+
+ToJson = Callable[[Any], Any]
+_converters: dict[tuple[str, str], ToJson | None] = {}
 
 
-def _to_json(shape: botocore.model.Shape, value: Any) -> Any:
+def converter(service: str, shape: botocore.model.Shape) -> ToJson | None:
+    """The function that turns an output value of the shape into JSON data."""
+    key = (service, shape.name)
+    if key in _converters:
+        return _converters[key]
+    cell: list[ToJson | None] = []
+
+    def recursive(value: Any) -> Any:
+        convert = cell[0]
+        return value if convert is None else convert(value)
+
+    _converters[key] = recursive
+    found = _compile_converter(service, shape)
+    cell.append(found)
+    _converters[key] = found
+    return found
+
+
+def _compile_converter(service: str, shape: botocore.model.Shape) -> ToJson | None:
     t = shape.type_name
-    if t == "structure" and isinstance(value, dict):
-        # Only modeled members go out: clients parse by the model.
-        members = shape.members
-        return {
-            k: _to_json(members[k], v) for k, v in value.items() if v is not None and k in members
-        }
-    if t == "list" and isinstance(value, list):
-        return [_to_json(shape.member, v) for v in value]
-    if t == "map" and isinstance(value, dict):
-        return {k: _to_json(shape.value, v) for k, v in value.items() if v is not None}
-    if t == "timestamp" and isinstance(value, datetime):
-        return round(value.timestamp(), 3)
-    if t == "blob" and isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode()
-    return value
+    if t == "structure":
+        members = {k: converter(service, m) for k, m in shape.members.items()}
+
+        def structure(value: Any) -> Any:
+            if not isinstance(value, dict):
+                return value
+            # Only modeled members go out: clients parse by the model.
+            out = {}
+            for k, v in value.items():
+                if v is None or k not in members:
+                    continue
+                convert = members[k]
+                out[k] = v if convert is None else convert(v)
+            return out
+
+        return structure
+    if t == "list":
+        item = converter(service, shape.member)
+
+        def list_(value: Any) -> Any:
+            if not isinstance(value, list):
+                return value
+            return list(value) if item is None else [item(v) for v in value]
+
+        return list_
+    if t == "map":
+        entry = converter(service, shape.value)
+
+        def map_(value: Any) -> Any:
+            if not isinstance(value, dict):
+                return value
+            return {k: v if entry is None else entry(v) for k, v in value.items() if v is not None}
+
+        return map_
+    if t == "timestamp":
+
+        def timestamp(value: Any) -> Any:
+            return round(value.timestamp(), 3) if isinstance(value, datetime) else value
+
+        return timestamp
+    if t == "blob":
+
+        def blob(value: Any) -> Any:
+            if isinstance(value, bytes | bytearray):
+                return base64.b64encode(value).decode()
+            return value
+
+        return blob
+    return None
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps's, made once
+
+
+@dataclass(frozen=True)
+class _OutputMember:
+    name: str
+    wire: str
+    location: str | None
+    convert: ToJson | None
+
+
+@functools.cache
+def _output_members(op: botocore.model.OperationModel) -> tuple[_OutputMember, ...]:
+    shape = op.output_shape
+    if shape is None:
+        return ()
+    return tuple(
+        _OutputMember(
+            name,
+            member.serialization.get("name", name),
+            member.serialization.get("location"),
+            converter(op.service_model.service_name, member),
+        )
+        for name, member in shape.members.items()
+    )
 
 
 def serialize_output(
     op: botocore.model.OperationModel, output: Mapping[str, Any]
 ) -> tuple[int, dict[str, str], bytes]:
-    shape = op.output_shape
     status = 200
     headers: dict[str, str] = {}
     body: dict[str, Any] = {}
-    if shape is not None:
-        for name, member in shape.members.items():
-            value = output.get(name)
-            if value is None:
-                continue
-            loc = member.serialization.get("location")
-            if loc == "header":
-                headers[member.serialization.get("name", name)] = str(value)
-            elif loc == "statusCode":
-                status = int(value)
-            else:
-                body[member.serialization.get("name", name)] = _to_json(member, value)
-    return status, headers, json.dumps(body, separators=(",", ":")).encode()
+    for m in _output_members(op):
+        value = output.get(m.name)
+        if value is None:
+            continue
+        if m.location == "header":
+            headers[m.wire] = str(value)
+        elif m.location == "statusCode":
+            status = int(value)
+        else:
+            body[m.wire] = value if m.convert is None else m.convert(value)
+    return status, headers, _COMPACT.encode(body).encode()
 
 
 def error_status(service: str, code: str) -> int:

@@ -9,6 +9,7 @@ which API the request is for (iot and iot-jobs-data share paths).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -61,11 +62,36 @@ def _canonical_query(raw_query: str) -> str:
     return "&".join(f"{k}={v}" for k, v in sorted(pairs))
 
 
+@functools.lru_cache(maxsize=1024)
 def _key(secret: str, date: str, region: str, service: str) -> bytes:
+    """The signing key of a credential scope: four HMACs, the same all day for one
+    secret, date, region and service, so kept (by the secret itself: a changed
+    secret gets a key of its own). Only a request whose date passed the skew check
+    gets here, and its signature is checked against this key on every request."""
     k = hmac.new(("AWS4" + secret).encode(), date.encode(), hashlib.sha256).digest()
     for part in (region, service, "aws4_request"):
         k = hmac.new(k, part.encode(), hashlib.sha256).digest()
     return k
+
+
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def _sha256_hex(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
+
+
+_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+
+
+@functools.lru_cache(maxsize=256)  # the requests of one second share their date
+def _parse_amz_date(amz_date: str) -> datetime:
+    """X-Amz-Date (`20260130T120000Z`) as a UTC datetime; ValueError when it is not one."""
+    m = _AMZ_DATE.fullmatch(amz_date)
+    if m is None:
+        raise ValueError(amz_date)
+    year, month, day, hour, minute, second = map(int, m.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 async def verify(
@@ -86,7 +112,7 @@ async def verify(
     if m is not None:
         credential, signed_names, signature = m.group("cred"), m.group("signed"), m.group("sig")
         amz_date = headers.get("x-amz-date", "")
-        payload = headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
+        payload = headers.get("x-amz-content-sha256") or _sha256_hex(body)
     else:
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
         if query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
@@ -115,7 +141,7 @@ async def verify(
                 "AuthorizationQueryParametersError",
             )
         # S3 presigns without the payload; the other services hash the (empty) body.
-        payload = "UNSIGNED-PAYLOAD" if not double_encode else hashlib.sha256(body).hexdigest()
+        payload = "UNSIGNED-PAYLOAD" if not double_encode else _sha256_hex(body)
     cred = credential.split("/")
     if len(cred) != 5 or cred[4] != "aws4_request":
         raise SignatureError(
@@ -123,11 +149,18 @@ async def verify(
         )
     access_key, date, region, service = cred[:4]
     try:
-        when = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        when = _parse_amz_date(amz_date)
     except ValueError:
         raise SignatureError(
             "IncompleteSignatureException", "Missing or bad X-Amz-Date", "AccessDenied"
         ) from None
+    if date != amz_date[:8]:
+        raise SignatureError(
+            "InvalidSignatureException",
+            f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of "
+            f"date from HTTP: '{date}' != '{amz_date[:8]}'",
+            "AuthorizationHeaderMalformed",
+        )
     if expires is not None:
         if now > when + timedelta(seconds=expires):
             raise SignatureError(
@@ -177,9 +210,7 @@ async def verify(
             hashlib.sha256(canonical.encode()).hexdigest(),
         ]
     )
-    expected = hmac.new(
-        _key(secret, date, region, service), to_sign.encode(), hashlib.sha256
-    ).hexdigest()
+    expected = hmac.digest(_key(secret, date, region, service), to_sign.encode(), "sha256").hex()
     if not hmac.compare_digest(expected, signature):
         raise SignatureError(
             "InvalidSignatureException",
