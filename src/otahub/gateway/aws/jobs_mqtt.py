@@ -158,13 +158,16 @@ class JobsTopics:
                 request.get("stepTimeoutInMinutes"), "stepTimeoutInMinutes"
             ),
         )
-        job = await self.services.jobs.get_job(device.tenant_id, job_ref)
-        ex = await self.services.executions.report(job.id, device.id, report)
+        ex = await self.services.executions.report_by_ref(
+            device.tenant_id, job_ref, device.id, report
+        )
         body: dict[str, Any] = {}
         if request.get("includeJobExecutionState") is True:
             body["executionState"] = view.execution_state(ex)
-        if request.get("includeJobDocument") is True and job.document is not None:
-            body["jobDocument"] = view.parse_document(job.document)
+        if request.get("includeJobDocument") is True:
+            job = await self.services.jobs.get_job_by_id(ex.job_id)
+            if job.document is not None:
+                body["jobDocument"] = view.parse_document(job.document)
         return [self._accepted(topic, body, token)]
 
     # -- notifications --------------------------------------------------------------
