@@ -25,7 +25,6 @@ when the simulator is not in this checkout yet.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import tempfile
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import uvloop
 
 from common import Row, add_json_arg, otahub_serve, private_mosquitto, report, scratch_database
 
@@ -114,7 +114,7 @@ def run(fleet: Any, kind: str, args: argparse.Namespace) -> Row:
             flush=True,
         )
         cpu = ServerCpu(server.proc.pid)
-        result = asyncio.run(fleet.run_fleet(config, cpu.observe))
+        result = uvloop.run(fleet.run_fleet(config, cpu.observe))
         cpu.finish()
     succeeded = result.states.get("SUCCEEDED", 0)
     server_ok = result.server_states.get("SUCCEEDED", succeeded)

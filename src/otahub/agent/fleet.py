@@ -37,6 +37,7 @@ from otahub.agent.fleet_setup import (
     register_things,
     server_counts,
 )
+from otahub.agent.http_download import StreamDownloader
 from otahub.agent.jobs import HttpJobs, JobsChannel
 from otahub.agent.mqtt_rpc import DeviceLink, SharedConnection
 
@@ -199,6 +200,7 @@ class Fleet:
         if not config.wait_timed_out:
             self._terminal.add("HUNG")
         self._open = config.devices
+        self.downloader: StreamDownloader | None = None
 
     def snapshot(self, started: float) -> Snapshot:
         return Snapshot(
@@ -241,6 +243,8 @@ class Fleet:
                 httpx.AsyncClient(transport=transport, timeout=timeout) as http,
                 contextlib.AsyncExitStack() as stack,
             ):
+                self.downloader = StreamDownloader(cfg.http_connections, fallback=http)
+                stack.push_async_callback(self.downloader.aclose)
                 iot = account.client(http, "iot")
                 names = [cfg.thing(i) for i in range(cfg.devices)]
                 self.phase = "registering"
@@ -400,7 +404,7 @@ class Fleet:
             jobs = HttpJobs(
                 account.client(http, "iot-jobs-data"), name, poll_interval=cfg.poll_interval
             )
-        return AwsAgent(link, config, http, jobs=jobs)
+        return AwsAgent(link, config, http, jobs=jobs, downloader=self.downloader)
 
     async def _start(self, i: int, agent: AwsAgent) -> None:
         try:

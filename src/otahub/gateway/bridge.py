@@ -7,6 +7,7 @@ inbound publishes and delivers what it returns.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -101,24 +102,28 @@ class DeviceBridge:
         kinds: dict[int, list[str]] = defaultdict(list)
         for n in batch:
             kinds[n.device_id].append(n.kind)
-        out: list[tuple[Device, Outgoing]] = []
         found = await self.services.registry.get_devices(list(kinds))
         wanted = [d.id for d in found if d.is_aws_thing or self.aliyun is not None]
         pending = await self.services.executions.pending_for_devices(wanted) if wanted else {}
-        for device in found:
+
+        async def messages(device: Device) -> list[tuple[Device, Outgoing]]:
             try:
                 if device.is_aws_thing:
-                    messages = await self.jobs.notifications(
+                    out = await self.jobs.notifications(
                         device, kinds[device.id], pending[device.id]
                     )
                 elif self.aliyun is not None:
-                    messages = await self.aliyun.notifications(
+                    out = await self.aliyun.notifications(
                         device, kinds[device.id], pending[device.id]
                     )
                 else:
-                    continue
+                    return []
             except Exception:
                 log.exception("rendering notifications failed", extra={"device": device.id})
-                continue
-            out.extend((device, m) for m in messages)
-        return out
+                return []
+            return [(device, m) for m in out]
+
+        # Rendered together, so that what devices share (the job document's object
+        # lookup) is asked for once.
+        rendered = await asyncio.gather(*(messages(d) for d in found))
+        return [m for ms in rendered for m in ms]

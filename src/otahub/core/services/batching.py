@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError
@@ -92,3 +92,67 @@ def _sqlstate(exc: DBAPIError) -> str | None:
         if code:
             return str(code)
     return None
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Coalescer(Generic[K, V]):
+    """Lookups by key that arrive together become one query for all their keys.
+
+    At most one query runs at a time; the keys asked for meanwhile go into the next.
+    A lookup never sees older data than a query started after it was asked, so a
+    reader still sees every write committed before it asked."""
+
+    def __init__(
+        self, fetch: Callable[[list[K]], Awaitable[dict[K, V]]], *, max_keys: int = 1000
+    ) -> None:
+        self.fetch = fetch
+        self.max_keys = max_keys
+        self._waiting: dict[K, list[asyncio.Future[V | None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def get(self, key: K) -> V | None:
+        """The value for `key`, None when the query found none."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[V | None] = loop.create_future()
+        self._waiting.setdefault(key, []).append(future)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._waiting:
+            keys = list(self._waiting)[: self.max_keys]
+            waiters = {k: self._waiting.pop(k) for k in keys}
+            try:
+                found = await self.fetch(keys)
+            except BaseException as exc:
+                for futures in waiters.values():
+                    for f in futures:
+                        if not f.done():
+                            f.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for k, futures in waiters.items():
+                value = found.get(k)
+                for f in futures:
+                    if not f.done():
+                        f.set_result(value)
+
+
+class SingleFlight(Generic[K, V]):
+    """Concurrent calls of `load(key)` with one key share one call."""
+
+    def __init__(self, load: Callable[[K], Awaitable[V]]) -> None:
+        self.load = load
+        self._running: dict[K, asyncio.Future[V]] = {}
+
+    async def get(self, key: K) -> V:
+        running = self._running.get(key)
+        if running is None:
+            running = self._running[key] = asyncio.ensure_future(self.load(key))
+            running.add_done_callback(lambda _: self._running.pop(key, None))
+        return await asyncio.shield(running)

@@ -20,7 +20,7 @@ from otahub.core.errors import InvalidRequest, InvalidStateTransition, NotFound,
 from otahub.core.policies import JobPolicies
 from otahub.core.services.accounts import DEFAULT_PRODUCT_KEY
 from otahub.core.services.base import IN_CHUNK, ServiceContext
-from otahub.core.services.batching import ReportWriter
+from otahub.core.services.batching import Coalescer, ReportWriter
 from otahub.core.states import (
     PENDING,
     TERMINAL,
@@ -55,13 +55,18 @@ class ExecutionService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self._writer = ReportWriter(self._write_reports)
+        self._pending: Coalescer[int, list[Execution]] = Coalescer(self.pending_for_devices)
 
     # -- reading --------------------------------------------------------------------
 
     async def pending_for_device(
         self, device_id: int, *, include_unreleased: bool = False, limit: int = 100
     ) -> list[Execution]:
-        """The device's pending executions: IN_PROGRESS first, then by queue time."""
+        """The device's pending executions: IN_PROGRESS first, then by queue time.
+        Released ones only unless asked: those lookups, the devices' hot path, share
+        one query when they arrive together."""
+        if not include_unreleased:
+            return (await self._pending.get(device_id) or [])[:limit]
         q = (
             select(*_EXEC_COLS)
             .join(jobs, jobs.c.id == executions.c.job_id)
@@ -70,8 +75,6 @@ class ExecutionService:
                 executions.c.status.in_([s.value for s in PENDING]),
             )
         )
-        if not include_unreleased:
-            q = q.where(executions.c.released_at.is_not(None))
         async with self.ctx.db.read() as conn:
             rows = (await conn.execute(q.limit(limit))).all()
         found = [row_to(Execution, r) for r in rows]

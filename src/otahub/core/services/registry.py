@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,6 +16,7 @@ from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from otahub.core.ids import new_uuid
 from otahub.core.services.accounts import DEFAULT_PRODUCT_KEY
 from otahub.core.services.base import IN_CHUNK, ServiceContext
+from otahub.core.services.batching import Coalescer
 from otahub.store.selectors import group_descendants
 from otahub.store.tables import (
     device_groups,
@@ -31,6 +32,7 @@ from otahub.store.types import UTCDateTime
 class RegistryService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        self._finder: Coalescer[tuple[int, str, str], Device] = Coalescer(self._find_devices)
 
     # -- products -------------------------------------------------------------------
 
@@ -173,20 +175,24 @@ class RegistryService:
     async def find_device(
         self, tenant_id: int, name: str, product_key: str = DEFAULT_PRODUCT_KEY
     ) -> Device | None:
-        """The device, or None: for the gateway's hot path (one indexed query)."""
+        """The device, or None: for the gateway's hot path. Lookups that arrive
+        together share one indexed query."""
+        return await self._finder.get((tenant_id, product_key, name))
+
+    async def _find_devices(
+        self, keys: list[tuple[int, str, str]]
+    ) -> dict[tuple[int, str, str], Device]:
         async with self.ctx.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(devices, products.c.key.label("product_key"))
-                    .join(products, products.c.id == devices.c.product_id)
-                    .where(
-                        products.c.tenant_id == tenant_id,
-                        products.c.key == product_key,
-                        devices.c.name == name,
-                    )
+            rows = await conn.execute(
+                select(
+                    devices,
+                    products.c.key.label("product_key"),
+                    products.c.tenant_id.label("p_tenant"),
                 )
-            ).first()
-            return row_to(Device, row) if row is not None else None
+                .join(products, products.c.id == devices.c.product_id)
+                .where(tuple_(products.c.tenant_id, products.c.key, devices.c.name).in_(keys))
+            )
+            return {(r.p_tenant, r.product_key, r.name): row_to(Device, r) for r in rows}
 
     async def find_by_product_key(
         self, tenant_id: int, product_key: str, name: str

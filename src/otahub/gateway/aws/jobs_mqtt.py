@@ -23,6 +23,7 @@ from otahub.core.errors import (
     VersionConflict,
 )
 from otahub.core.services import Report, Services
+from otahub.core.services.batching import SingleFlight
 from otahub.core.states import DEVICE_SETTABLE, ExecutionStatus
 from otahub.gateway.aws import jobs_view as view
 
@@ -49,6 +50,7 @@ class JobsTopics:
         self.clock = clock
         self.render = render
         self._jobs: dict[int, Job] = {}
+        self._load_job = SingleFlight(self.services.jobs.get_job_by_id)
 
     # -- requests -------------------------------------------------------------------
 
@@ -216,9 +218,10 @@ class JobsTopics:
 
     async def document(self, job_id: int, device: Device) -> str | None:
         """The job document as this device receives it (presigned URLs are its own)."""
-        if job_id not in self._jobs:
-            self._jobs[job_id] = await self.services.jobs.get_job_by_id(job_id)
-        job = self._jobs[job_id]
+        job = self._jobs.get(job_id)
+        if job is None:
+            # Devices rendered together (a release's notifications) load the job once.
+            job = self._jobs[job_id] = await self._load_job.get(job_id)
         if self.render is None:
             return job.document
         return await self.render(job, device, job.document)
