@@ -38,7 +38,7 @@ from otahub.agent.fleet_setup import (
     server_counts,
 )
 from otahub.agent.http_download import StreamDownloader
-from otahub.agent.jobs import HttpJobs, JobsChannel
+from otahub.agent.jobs import HttpJobs, JobsChannel, MqttJobs
 from otahub.agent.mqtt_rpc import DeviceLink, SharedConnection
 
 Transport = Literal["mqtt", "http"]
@@ -400,7 +400,9 @@ class Fleet:
             on_state=lambda state: self._set(i, state),
         )
         jobs: JobsChannel | None = None
-        if cfg.transport == "http":
+        if cfg.transport == "mqtt" and link is not None:
+            jobs = MqttJobs(link, name, timeout=cfg.request_timeout, use_notified=True)
+        elif cfg.transport == "http":
             jobs = HttpJobs(
                 account.client(http, "iot-jobs-data"), name, poll_interval=cfg.poll_interval
             )
