@@ -29,7 +29,7 @@ import boto3
 import httpx
 
 from otahub.agent.aws import AwsAgent, AwsAgentConfig, Outcome, Rehearsal
-from otahub.agent.aws_http import GatedTransport
+from otahub.agent.aws_http import AsyncAwsClient, GatedTransport, StreamTransport
 from otahub.agent.fleet_setup import (
     Account,
     Firmware,
@@ -201,6 +201,7 @@ class Fleet:
             self._terminal.add("HUNG")
         self._open = config.devices
         self.downloader: StreamDownloader | None = None
+        self.jobs_data: AsyncAwsClient | None = None
 
     def snapshot(self, started: float) -> Snapshot:
         return Snapshot(
@@ -245,6 +246,15 @@ class Fleet:
             ):
                 self.downloader = StreamDownloader(cfg.http_connections, fallback=http)
                 stack.push_async_callback(self.downloader.aclose)
+                if urlsplit(cfg.endpoint).scheme == "http":
+                    # The devices' Jobs calls: one client, on a lean transport.
+                    device_transport = StreamTransport(cfg.http_connections)
+                    device_http = await stack.enter_async_context(
+                        httpx.AsyncClient(transport=device_transport, timeout=timeout)
+                    )
+                else:
+                    device_http = http
+                self.jobs_data = account.client(device_http, "iot-jobs-data")
                 iot = account.client(http, "iot")
                 names = [cfg.thing(i) for i in range(cfg.devices)]
                 self.phase = "registering"
@@ -403,9 +413,8 @@ class Fleet:
         if cfg.transport == "mqtt" and link is not None:
             jobs = MqttJobs(link, name, timeout=cfg.request_timeout, use_notified=True)
         elif cfg.transport == "http":
-            jobs = HttpJobs(
-                account.client(http, "iot-jobs-data"), name, poll_interval=cfg.poll_interval
-            )
+            assert self.jobs_data is not None
+            jobs = HttpJobs(self.jobs_data, name, poll_interval=cfg.poll_interval)
         return AwsAgent(link, config, http, jobs=jobs, downloader=self.downloader)
 
     async def _start(self, i: int, agent: AwsAgent) -> None:
