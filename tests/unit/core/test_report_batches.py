@@ -15,7 +15,7 @@ from otahub.core.engine import Engine
 from otahub.core.errors import InvalidStateTransition, NotFound, VersionConflict
 from otahub.core.outbox import Notification, OutboxPublisher
 from otahub.core.services import Report, Services
-from otahub.core.services.batching import ReportWriter
+from otahub.core.services.batching import ReportWriter, SingleFlight
 from otahub.core.states import ExecutionStatus
 from otahub.store.db import Database
 from tests.unit.core.fleet import group_job, make_fleet
@@ -204,3 +204,60 @@ async def test_a_lone_report_is_written_at_once(services: Services, engine: Engi
     writes = count_writes(services.ctx.db)
     ex = await services.executions.report(job.id, ids[0], Report(S.IN_PROGRESS))
     assert ex.version == 2 and writes[0] == 1
+
+
+async def test_lookups_that_arrive_together_share_one_query(
+    services: Services, engine: Engine
+) -> None:
+    tenant, ids = await make_fleet(services, 30)
+    job = await group_job(services, tenant)
+    await engine.tick()
+    statements = [0]
+
+    @event.listens_for(services.ctx.db.engine.sync_engine, "before_cursor_execute")
+    def _count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements[0] += 1
+
+    names = [f"dev{i:04d}" for i in range(30)] + ["nobody"]
+    found = await asyncio.gather(*(services.registry.find_device(tenant, n) for n in names))
+    assert statements[0] == 1
+    assert [d.name if d else None for d in found] == [*names[:30], None]
+
+    statements[0] = 0
+    pending = await asyncio.gather(
+        *(services.executions.pending_for_device(d) for d in [*ids, ids[0]])
+    )
+    assert statements[0] == 1
+    assert all(p[0].job_id == job.id and p[0].status is S.QUEUED for p in pending)
+
+    # A lookup asked after a write sees it.
+    await services.executions.report(job.id, ids[0], Report(S.IN_PROGRESS))
+    [head] = await services.executions.pending_for_device(ids[0], limit=1)
+    assert head.status is S.IN_PROGRESS
+
+    statements[0] = 0
+    jobs = await asyncio.gather(*(services.jobs.get_job_by_id(job.id) for _ in range(20)))
+    assert statements[0] == 1 and {j.ref for j in jobs} == {"job1"}
+
+
+async def test_single_flight_shares_one_call_and_its_error() -> None:
+    calls: list[int] = []
+    gate = asyncio.Event()
+
+    async def load(key: int) -> int:
+        calls.append(key)
+        await gate.wait()
+        if key < 0:
+            raise KeyError(key)
+        return key * 2
+
+    flight: SingleFlight[int, int] = SingleFlight(load)
+    gate.set()
+    # Every caller asks before any load has run: the tasks start in order.
+    waiting = [asyncio.ensure_future(flight.get(k)) for k in (1, 1, 1, 2, -1, -1)]
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert sorted(calls) == [-1, 1, 2]
+    assert results[:4] == [2, 2, 2, 4]
+    assert all(isinstance(r, KeyError) for r in results[4:])
+    assert await flight.get(1) == 2 and calls.count(1) == 2  # done calls are not kept
