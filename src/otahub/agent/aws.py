@@ -140,7 +140,11 @@ class AwsAgent:
             return await self._finish(job_id, "REJECTED", "not an afr_ota job")
         if rehearsal.reject:
             return await self._finish(job_id, "REJECTED", "rejected on purpose")
-        await self.jobs.update(job_id, "IN_PROGRESS", {"step": "download"})
+        if (
+            execution.get("status") != "IN_PROGRESS"
+            or (execution.get("statusDetails") or {}).get("step") != "download"
+        ):
+            await self.jobs.update(job_id, "IN_PROGRESS", {"step": "download"})
         if rehearsal.hang:
             self._state("hung")
             return Outcome(job_id, "HUNG", "went silent on purpose")

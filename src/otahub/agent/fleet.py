@@ -414,7 +414,7 @@ class Fleet:
             jobs = MqttJobs(link, name, timeout=cfg.request_timeout, use_notified=True)
         elif cfg.transport == "http":
             assert self.jobs_data is not None
-            jobs = HttpJobs(self.jobs_data, name, poll_interval=cfg.poll_interval)
+            jobs = HttpJobs(self.jobs_data, name, poll_interval=cfg.poll_interval, start_next=True)
         return AwsAgent(link, config, http, jobs=jobs, downloader=self.downloader)
 
     async def _start(self, i: int, agent: AwsAgent) -> None:

@@ -153,18 +153,37 @@ class MqttJobs:
 
 
 class HttpJobs:
-    """The `iot-jobs-data` plane: no notifications, so the device polls."""
+    """The `iot-jobs-data` plane: no notifications, so the device polls.
 
-    def __init__(self, client: AsyncAwsClient, thing: str, *, poll_interval: float = 5.0) -> None:
+    `start_next`: take the next job with StartNextPendingJobExecution (it comes back
+    IN_PROGRESS, `start_details` as its status details) instead of describing `$next`
+    and then reporting IN_PROGRESS: one call instead of two, as AWS suggests."""
+
+    def __init__(
+        self,
+        client: AsyncAwsClient,
+        thing: str,
+        *,
+        poll_interval: float = 5.0,
+        start_next: bool = False,
+        start_details: dict[str, str] | None = None,
+    ) -> None:
         self.client = client
         self.thing = thing
         self.poll_interval = poll_interval
+        self.start_next = start_next
+        self.start_details = start_details or {"step": "download"}
 
     async def start(self) -> None:
         return None
 
     async def next_execution(self) -> dict[str, Any] | None:
-        return await self.describe("$next")
+        if not self.start_next:
+            return await self.describe("$next")
+        out = await self.client.call(
+            "StartNextPendingJobExecution", thingName=self.thing, statusDetails=self.start_details
+        )
+        return _parsed(out.get("execution"))
 
     async def describe(self, job_id: str) -> dict[str, Any] | None:
         try:
@@ -178,11 +197,7 @@ class HttpJobs:
             if exc.status == 404:
                 return None
             raise
-        execution: dict[str, Any] | None = out.get("execution")
-        if execution is not None and isinstance(execution.get("jobDocument"), str):
-            # The HTTP plane sends the document as a string, MQTT as an object.
-            execution["jobDocument"] = json.loads(execution["jobDocument"])
-        return execution
+        return _parsed(out.get("execution"))
 
     async def update(self, job_id: str, status: str, details: dict[str, str]) -> None:
         try:
@@ -200,3 +215,10 @@ class HttpJobs:
 
     async def wait_for_work(self, seconds: float) -> None:
         await asyncio.sleep(min(seconds, self.poll_interval))
+
+
+def _parsed(execution: dict[str, Any] | None) -> dict[str, Any] | None:
+    if execution is not None and isinstance(execution.get("jobDocument"), str):
+        # The HTTP plane sends the document as a string, MQTT as an object.
+        execution["jobDocument"] = json.loads(execution["jobDocument"])
+    return execution

@@ -123,7 +123,18 @@ class DeviceBridge:
                 return []
             return [(device, m) for m in out]
 
-        # Rendered together, so that what devices share (the job document's object
-        # lookup) is asked for once.
-        rendered = await asyncio.gather(*(messages(d) for d in found))
-        return [m for ms in rendered for m in ms]
+        # AWS things are rendered together, so that what they share (the job and its
+        # document's object) is looked up once; Alibaba devices one after another,
+        # so that each finds what the one before cached.
+        things = [d for d in found if d.is_aws_thing]
+        rendered = dict(
+            zip(
+                (d.id for d in things),
+                await asyncio.gather(*(messages(d) for d in things)),
+                strict=True,
+            )
+        )
+        out: list[tuple[Device, Outgoing]] = []
+        for device in found:
+            out.extend(rendered[device.id] if device.is_aws_thing else await messages(device))
+        return out
