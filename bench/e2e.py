@@ -6,19 +6,27 @@ SUCCEEDED. Two setups:
   (a) embedded defaults: `otahub serve` with no options (SQLite, embedded broker);
       devices use the iot-jobs-data HTTP plane and HTTP downloads, since the
       embedded broker admits AWS devices one certificate-authenticated connection
-      each and the simulator multiplexes devices over shared connections;
+      each and the simulator multiplexes devices over shared connections. A device
+      polls until StartNextPendingJobExecution hands it the job (IN_PROGRESS), then
+      reports IN_PROGRESS (self-test) and SUCCEEDED;
   (b) PostgreSQL + Mosquitto: `otahub serve --database-url … --broker-url …`;
       devices on the Jobs MQTT topics, 100 per connection, and files over HTTP (the
       job document's presigned URL). Files over the MQTT stream would be 10,000 x 256
       blocks = 2.5 million messages for a 1 MB image: out of reach in a minute on two
       cores, so that path has its own benchmark (bench/streams.py) and this one
-      measures the Jobs request path.
+      measures the Jobs request path. A device takes the execution notify-next
+      carries (as the FreeRTOS OTA agent does) and sends three updates: IN_PROGRESS
+      (download), IN_PROGRESS (self-test), SUCCEEDED.
+
+The simulator shares the machine with the server; the note gives the CPU seconds of
+both during the rollout (the server's per device updated is the figure to compare
+across runs on a busy machine, where wall-clock time is noisy).
 
     python bench/e2e.py [--devices 10000] [--firmware-kb 1024] [--setup a|b|both]
                         [--poll-interval 5] [--json PATH]
 
-There is no baseline to run beside it; the note gives the time the simulator took
-to register the fleet through the API, and update-time percentiles. Skips, with a message,
+There is no baseline to run beside it; the note also gives the time the simulator
+took to register the fleet through the API, and update-time percentiles. Skips, with a message,
 when the simulator is not in this checkout yet.
 """
 

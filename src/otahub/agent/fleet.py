@@ -271,7 +271,7 @@ class Fleet:
                 faults = assign_faults(cfg.devices, cfg.faults, cfg.seed)
                 firmware = Firmware.random(cfg.firmware_size)
                 agents = [
-                    self._agent(i, names[i], links[i] if links else None, faults[i], http, account)
+                    self._agent(i, names[i], links[i] if links else None, faults[i], http)
                     for i in range(cfg.devices)
                 ]
                 await asyncio.gather(*(self._start(i, a) for i, a in enumerate(agents)))
@@ -388,7 +388,6 @@ class Fleet:
         link: DeviceLink | None,
         fault: str | None,
         http: httpx.AsyncClient,
-        account: Account,
     ) -> AwsAgent:
         cfg = self.cfg
         rng = random.Random(cfg.seed * 1_000_003 + i)
