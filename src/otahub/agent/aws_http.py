@@ -156,3 +156,93 @@ class _ReleaseOnClose(httpx.AsyncByteStream):
             if self.gate is not None:
                 self.gate.release()
                 self.gate = None
+
+
+class StreamTransport(httpx.AsyncBaseTransport):
+    """An httpx transport for many small requests to one plain-HTTP server: HTTP/1.1
+    over at most `limit` keep-alive asyncio connections, bodies read whole by their
+    Content-Length.
+
+    httpcore checks every pooled connection (a socket poll each) and parses through
+    several layers per request; for a fleet's thousands of Jobs calls a second that
+    was the simulator's largest cost. Requests that fail on a connection raise
+    httpx transport errors, so callers retry as before."""
+
+    def __init__(self, limit: int, *, timeout: float = 60.0) -> None:
+        self.gate = asyncio.Semaphore(limit)
+        self.timeout = timeout
+        self._idle: dict[
+            tuple[str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+        ] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme != "http":
+            raise httpx.UnsupportedProtocol("StreamTransport speaks plain http only")
+        host, port = url.host, url.port or 80
+        body = await request.aread()
+        lines = [f"{request.method} {url.raw_path.decode('ascii')} HTTP/1.1"]
+        lines += [f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in request.headers.raw]
+        if body and "content-length" not in request.headers:
+            lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        async with self.gate:
+            idle = self._idle.setdefault((host, port), [])
+            conn = idle.pop() if idle else None
+            try:
+                async with asyncio.timeout(self.timeout):
+                    if conn is None:
+                        conn = await asyncio.open_connection(host, port, limit=1 << 20)
+                    reader, writer = conn
+                    writer.write(head + body)
+                    raw = await reader.readuntil(b"\r\n\r\n")
+                    status, headers, length, keep = _response_head(raw)
+                    content = await reader.readexactly(length) if length else b""
+            except TimeoutError as exc:
+                if conn is not None:
+                    conn[1].close()
+                raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                if conn is not None:
+                    conn[1].close()
+                raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+            if keep:
+                idle.append(conn)
+            else:
+                conn[1].close()
+        return httpx.Response(status, headers=headers, content=content, request=request)
+
+    async def aclose(self) -> None:
+        for conns in self._idle.values():
+            for _, writer in conns:
+                writer.close()
+        self._idle.clear()
+
+
+def _response_head(raw: bytes) -> tuple[int, list[tuple[str, str]], int, bool]:
+    """(status, headers, Content-Length, keep-alive) of a response head; ValueError
+    for what this transport does not read (chunked bodies, no length)."""
+    lines = raw.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers: list[tuple[str, str]] = []
+    length: int | None = None
+    keep = True
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, _, value = line.partition(":")
+        name, value = name.strip(), value.strip()
+        headers.append((name, value))
+        lower = name.lower()
+        if lower == "content-length":
+            length = int(value)
+        elif lower == "connection" and value.lower() == "close":
+            keep = False
+        elif lower == "transfer-encoding" and value.lower() != "identity":
+            raise ValueError("chunked responses are not read here")
+    if length is None:
+        if status in (204, 304) or 100 <= status < 200:
+            length = 0
+        else:
+            raise ValueError("no Content-Length")
+    return status, headers, length, keep

@@ -29,7 +29,7 @@ import boto3
 import httpx
 
 from otahub.agent.aws import AwsAgent, AwsAgentConfig, Outcome, Rehearsal
-from otahub.agent.aws_http import GatedTransport
+from otahub.agent.aws_http import AsyncAwsClient, GatedTransport, StreamTransport
 from otahub.agent.fleet_setup import (
     Account,
     Firmware,
@@ -37,7 +37,8 @@ from otahub.agent.fleet_setup import (
     register_things,
     server_counts,
 )
-from otahub.agent.jobs import HttpJobs, JobsChannel
+from otahub.agent.http_download import StreamDownloader
+from otahub.agent.jobs import HttpJobs, JobsChannel, MqttJobs
 from otahub.agent.mqtt_rpc import DeviceLink, SharedConnection
 
 Transport = Literal["mqtt", "http"]
@@ -203,6 +204,8 @@ class Fleet:
         if not config.wait_timed_out:
             self._terminal.add("HUNG")
         self._open = config.devices
+        self.downloader: StreamDownloader | None = None
+        self.jobs_data: AsyncAwsClient | None = None
 
     def snapshot(self, started: float) -> Snapshot:
         return Snapshot(
@@ -245,6 +248,17 @@ class Fleet:
                 httpx.AsyncClient(transport=transport, timeout=timeout) as http,
                 contextlib.AsyncExitStack() as stack,
             ):
+                self.downloader = StreamDownloader(cfg.http_connections, fallback=http)
+                stack.push_async_callback(self.downloader.aclose)
+                if urlsplit(cfg.endpoint).scheme == "http":
+                    # The devices' Jobs calls: one client, on a lean transport.
+                    device_transport = StreamTransport(cfg.http_connections)
+                    device_http = await stack.enter_async_context(
+                        httpx.AsyncClient(transport=device_transport, timeout=timeout)
+                    )
+                else:
+                    device_http = http
+                self.jobs_data = account.client(device_http, "iot-jobs-data")
                 iot = account.client(http, "iot")
                 names = [cfg.thing(i) for i in range(cfg.devices)]
                 self.phase = "registering"
@@ -261,7 +275,7 @@ class Fleet:
                 faults = assign_faults(cfg.devices, cfg.faults, cfg.seed)
                 firmware = Firmware.random(cfg.firmware_size)
                 agents = [
-                    self._agent(i, names[i], links[i] if links else None, faults[i], http, account)
+                    self._agent(i, names[i], links[i] if links else None, faults[i], http)
                     for i in range(cfg.devices)
                 ]
                 await asyncio.gather(*(self._start(i, a) for i, a in enumerate(agents)))
@@ -378,7 +392,6 @@ class Fleet:
         link: DeviceLink | None,
         fault: str | None,
         http: httpx.AsyncClient,
-        account: Account,
     ) -> AwsAgent:
         cfg = self.cfg
         rng = random.Random(cfg.seed * 1_000_003 + i)
@@ -400,11 +413,12 @@ class Fleet:
             on_state=lambda state: self._set(i, state),
         )
         jobs: JobsChannel | None = None
-        if cfg.transport == "http":
-            jobs = HttpJobs(
-                account.client(http, "iot-jobs-data"), name, poll_interval=cfg.poll_interval
-            )
-        return AwsAgent(link, config, http, jobs=jobs)
+        if cfg.transport == "mqtt" and link is not None:
+            jobs = MqttJobs(link, name, timeout=cfg.request_timeout, use_notified=True)
+        elif cfg.transport == "http":
+            assert self.jobs_data is not None
+            jobs = HttpJobs(self.jobs_data, name, poll_interval=cfg.poll_interval, start_next=True)
+        return AwsAgent(link, config, http, jobs=jobs, downloader=self.downloader)
 
     async def _start(self, i: int, agent: AwsAgent) -> None:
         try:

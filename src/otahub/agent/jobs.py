@@ -35,15 +35,32 @@ class JobsChannel(Protocol):
 
 
 class MqttJobs:
+    """The Jobs MQTT topics. Answers are matched to requests by client token as they
+    arrive (no queue per topic, no task per request).
+
+    `use_notified`: take the execution a notify-next message carries (job document
+    included) instead of asking for `$next` again, as the FreeRTOS OTA agent does; a
+    device that has not been told asks."""
+
     def __init__(
-        self, link: DeviceLink, thing: str, *, timeout: float = 10.0, attempts: int = 3
+        self,
+        link: DeviceLink,
+        thing: str,
+        *,
+        timeout: float = 10.0,
+        attempts: int = 3,
+        use_notified: bool = False,
     ) -> None:
         self.link = link
         self.base = f"$aws/things/{thing}/jobs"
         self.timeout = timeout
         self.attempts = attempts
+        self.use_notified = use_notified
+        self.notified: dict[str, Any] | None = None
+        self._waiting: dict[str, asyncio.Future[tuple[bool, dict[str, Any]]]] = {}
 
     async def start(self) -> None:
+        self.link.router.add_handler(f"{self.base}/", self._on_answer)
         # A broker like Mosquitto delivers answers only to subscribers (AWS delivers
         # them to the requester anyway); `+/get` covers `$next/get` and `{jobId}/get`.
         await self.link.subscribe(
@@ -59,7 +76,27 @@ class MqttJobs:
             ]
         )
 
+    def _on_answer(self, topic: str, payload: bytes) -> bool:
+        if topic.endswith("/accepted"):
+            ok = True
+        elif topic.endswith("/rejected"):
+            ok = False
+        else:
+            return False  # notify-next: queued for wait_for_work
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            return True
+        token = body.get("clientToken") if isinstance(body, dict) else None
+        future = self._waiting.get(token) if isinstance(token, str) else None
+        if future is not None and not future.done():
+            future.set_result((ok, body))
+        return True
+
     async def next_execution(self) -> dict[str, Any] | None:
+        if self.use_notified and self.notified is not None:
+            execution, self.notified = self.notified, None
+            return execution
         return await self.describe("$next")
 
     async def describe(self, job_id: str) -> dict[str, Any] | None:
@@ -79,60 +116,74 @@ class MqttJobs:
 
     async def _request(self, topic: str, body: dict[str, Any]) -> dict[str, Any]:
         """Publish, wait for the answer with our token; ask again when none comes (a
-        broker under load may drop a request or its answer)."""
-        tokens: set[str] = set()
-        for attempt in range(self.attempts):
-            token = uuid.uuid4().hex[:16]
-            tokens.add(token)
-            await self.link.publish(topic, json.dumps({**body, "clientToken": token}), qos=1)
-            try:
-                # Each wait twice the last: a slow server is not made slower by retries.
-                return await self._answer(topic, tokens, self.timeout * 2**attempt)
-            except TimeoutError:
-                if attempt == self.attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def _answer(self, topic: str, tokens: set[str], seconds: float) -> dict[str, Any]:
-        """The answer to any copy of this request (a late one counts too)."""
-        accepted = asyncio.create_task(self._wait_token(topic + "/accepted", tokens))
-        rejected = asyncio.create_task(self._wait_token(topic + "/rejected", tokens))
-        done, _ = await asyncio.wait(
-            {accepted, rejected}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+        broker under load may drop a request or its answer). An answer to any copy
+        counts, a late one too."""
+        future: asyncio.Future[tuple[bool, dict[str, Any]]] = (
+            asyncio.get_running_loop().create_future()
         )
-        for t in (accepted, rejected):
-            t.cancel()
-        if rejected in done:
-            answer = rejected.result()
+        tokens: list[str] = []
+        try:
+            for attempt in range(self.attempts):
+                token = uuid.uuid4().hex[:16]
+                tokens.append(token)
+                self._waiting[token] = future
+                await self.link.publish(topic, json.dumps({**body, "clientToken": token}), qos=1)
+                # Each wait twice the last: a slow server is not made slower by retries.
+                done, _ = await asyncio.wait({future}, timeout=self.timeout * 2**attempt)
+                if done:
+                    break
+            else:
+                raise TimeoutError(f"no answer on {topic}")
+        finally:
+            for token in tokens:
+                self._waiting.pop(token, None)
+        ok, answer = future.result()
+        if not ok:
             raise UpdateRejected(f"the service rejected {topic}: {answer}", answer)
-        if not done:
-            raise TimeoutError(f"no answer on {topic}")
-        return accepted.result()
-
-    async def _wait_token(self, topic: str, tokens: set[str]) -> dict[str, Any]:
-        while True:
-            body: dict[str, Any] = json.loads(await self.link.router.next(topic, 3600))
-            if body.get("clientToken") in tokens:
-                return body
+        return answer
 
     async def wait_for_work(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await self.link.router.next(f"{self.base}/notify-next", seconds)
+            raw = await self.link.router.next(f"{self.base}/notify-next", seconds)
+            if self.use_notified:
+                with contextlib.suppress(ValueError):
+                    message = json.loads(raw)
+                    if isinstance(message, dict):
+                        self.notified = message.get("execution")
 
 
 class HttpJobs:
-    """The `iot-jobs-data` plane: no notifications, so the device polls."""
+    """The `iot-jobs-data` plane: no notifications, so the device polls.
 
-    def __init__(self, client: AsyncAwsClient, thing: str, *, poll_interval: float = 5.0) -> None:
+    `start_next`: take the next job with StartNextPendingJobExecution (it comes back
+    IN_PROGRESS, `start_details` as its status details) instead of describing `$next`
+    and then reporting IN_PROGRESS: one call instead of two, as AWS suggests."""
+
+    def __init__(
+        self,
+        client: AsyncAwsClient,
+        thing: str,
+        *,
+        poll_interval: float = 5.0,
+        start_next: bool = False,
+        start_details: dict[str, str] | None = None,
+    ) -> None:
         self.client = client
         self.thing = thing
         self.poll_interval = poll_interval
+        self.start_next = start_next
+        self.start_details = start_details or {"step": "download"}
 
     async def start(self) -> None:
         return None
 
     async def next_execution(self) -> dict[str, Any] | None:
-        return await self.describe("$next")
+        if not self.start_next:
+            return await self.describe("$next")
+        out = await self.client.call(
+            "StartNextPendingJobExecution", thingName=self.thing, statusDetails=self.start_details
+        )
+        return _parsed(out.get("execution"))
 
     async def describe(self, job_id: str) -> dict[str, Any] | None:
         try:
@@ -146,11 +197,7 @@ class HttpJobs:
             if exc.status == 404:
                 return None
             raise
-        execution: dict[str, Any] | None = out.get("execution")
-        if execution is not None and isinstance(execution.get("jobDocument"), str):
-            # The HTTP plane sends the document as a string, MQTT as an object.
-            execution["jobDocument"] = json.loads(execution["jobDocument"])
-        return execution
+        return _parsed(out.get("execution"))
 
     async def update(self, job_id: str, status: str, details: dict[str, str]) -> None:
         try:
@@ -168,3 +215,10 @@ class HttpJobs:
 
     async def wait_for_work(self, seconds: float) -> None:
         await asyncio.sleep(min(seconds, self.poll_interval))
+
+
+def _parsed(execution: dict[str, Any] | None) -> dict[str, Any] | None:
+    if execution is not None and isinstance(execution.get("jobDocument"), str):
+        # The HTTP plane sends the document as a string, MQTT as an object.
+        execution["jobDocument"] = json.loads(execution["jobDocument"])
+    return execution

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Protocol
 
 import aiomqtt
@@ -23,7 +24,13 @@ class TopicRouter:
     def __init__(self, client: aiomqtt.Client | None = None) -> None:
         self.client = client
         self._queues: dict[str, asyncio.Queue[bytes]] = defaultdict(asyncio.Queue)
+        self._handlers: dict[str, Callable[[str, bytes], bool]] = {}
         self._task: asyncio.Task[None] | None = None
+
+    def add_handler(self, prefix: str, handler: Callable[[str, bytes], bool]) -> None:
+        """Messages on topics under `prefix` go to `handler` first; it returns True
+        when it took the message, which then is not queued."""
+        self._handlers[prefix] = handler
 
     def start(self) -> None:
         if self._task is None and self.client is not None:
@@ -42,6 +49,9 @@ class TopicRouter:
             self.put(str(message.topic), payload)
 
     def put(self, topic: str, payload: bytes) -> None:
+        for prefix, handler in self._handlers.items():
+            if topic.startswith(prefix) and handler(topic, payload):
+                return
         self._queues[topic].put_nowait(payload)
 
     def queue(self, topic: str) -> asyncio.Queue[bytes]:

@@ -7,6 +7,7 @@ inbound publishes and delivers what it returns.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -101,24 +102,39 @@ class DeviceBridge:
         kinds: dict[int, list[str]] = defaultdict(list)
         for n in batch:
             kinds[n.device_id].append(n.kind)
-        out: list[tuple[Device, Outgoing]] = []
         found = await self.services.registry.get_devices(list(kinds))
         wanted = [d.id for d in found if d.is_aws_thing or self.aliyun is not None]
         pending = await self.services.executions.pending_for_devices(wanted) if wanted else {}
-        for device in found:
+
+        async def messages(device: Device) -> list[tuple[Device, Outgoing]]:
             try:
                 if device.is_aws_thing:
-                    messages = await self.jobs.notifications(
+                    out = await self.jobs.notifications(
                         device, kinds[device.id], pending[device.id]
                     )
                 elif self.aliyun is not None:
-                    messages = await self.aliyun.notifications(
+                    out = await self.aliyun.notifications(
                         device, kinds[device.id], pending[device.id]
                     )
                 else:
-                    continue
+                    return []
             except Exception:
                 log.exception("rendering notifications failed", extra={"device": device.id})
-                continue
-            out.extend((device, m) for m in messages)
+                return []
+            return [(device, m) for m in out]
+
+        # AWS things are rendered together, so that what they share (the job and its
+        # document's object) is looked up once; Alibaba devices one after another,
+        # so that each finds what the one before cached.
+        things = [d for d in found if d.is_aws_thing]
+        rendered = dict(
+            zip(
+                (d.id for d in things),
+                await asyncio.gather(*(messages(d) for d in things)),
+                strict=True,
+            )
+        )
+        out: list[tuple[Device, Outgoing]] = []
+        for device in found:
+            out.extend(rendered[device.id] if device.is_aws_thing else await messages(device))
         return out

@@ -48,7 +48,7 @@ SHARED_REQUEST_TOPICS = (
     "/sys/+/+/thing/ota/firmware/get",
     "/sys/+/+/thing/file/download",
 )
-WORKERS = 16  # messages of one device stay in order: each device maps to one worker
+WORKERS = 256  # messages of one device stay in order: each device maps to one worker
 IN_FLIGHT = 200  # QoS 1 publishes awaiting their PUBACK at once
 
 

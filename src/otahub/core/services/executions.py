@@ -8,12 +8,12 @@ outbox row in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otahub.core.entities import Execution, row_to
@@ -21,6 +21,7 @@ from otahub.core.errors import InvalidRequest, InvalidStateTransition, NotFound,
 from otahub.core.policies import JobPolicies
 from otahub.core.services.accounts import DEFAULT_PRODUCT_KEY
 from otahub.core.services.base import IN_CHUNK, ServiceContext
+from otahub.core.services.batching import Coalescer, ReportWriter
 from otahub.core.states import (
     PENDING,
     TERMINAL,
@@ -84,13 +85,19 @@ class ExecutionService:
         keys = self._pending_for_thing.keys
         self._pending_job_id = keys.index("job_id")
         self._pending_fields = itemgetter(*(keys.index(f) for f in _EXECUTION_FIELDS))
+        self._writer = ReportWriter(self._write_reports)
+        self._pending: Coalescer[int, list[Execution]] = Coalescer(self.pending_for_devices)
 
     # -- reading --------------------------------------------------------------------
 
     async def pending_for_device(
         self, device_id: int, *, include_unreleased: bool = False, limit: int = 100
     ) -> list[Execution]:
-        """The device's pending executions: IN_PROGRESS first, then by queue time."""
+        """The device's pending executions: IN_PROGRESS first, then by queue time.
+        Released ones only unless asked: those lookups, the devices' hot path, share
+        one query when they arrive together."""
+        if not include_unreleased:
+            return (await self._pending.get(device_id) or [])[:limit]
         q = (
             select(*_EXEC_COLS)
             .join(jobs, jobs.c.id == executions.c.job_id)
@@ -99,8 +106,6 @@ class ExecutionService:
                 executions.c.status.in_([s.value for s in PENDING]),
             )
         )
-        if not include_unreleased:
-            q = q.where(executions.c.released_at.is_not(None))
         async with self.ctx.db.read() as conn:
             rows = (await conn.execute(q.limit(limit))).all()
         found = [row_to(Execution, r) for r in rows]
@@ -274,69 +279,77 @@ class ExecutionService:
         )
 
     async def report(self, job_id: int, device_id: int, report: Report) -> Execution:
-        """Apply a device's status report to its execution of a job."""
-        now = self.ctx.clock.now()
-        async with self.ctx.db.transaction() as conn:
-            ex = await _latest(conn, job_id, device_id, report.execution_number)
-            if report.expected_version is not None and report.expected_version != ex.version:
-                raise VersionConflict(
-                    f"expected version {report.expected_version}, current is {ex.version}",
-                    current=ex.state(),
-                )
-            check_transition(ex.status, report.status, state=ex.state())
-            job = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
-            values = self._report_values(ex, report, job, now)
-            updated = await conn.execute(
-                update(executions)
-                .where(_is(ex), executions.c.version == ex.version)
-                .values(**values)
-            )
-            if updated.rowcount != 1:
-                current = await _latest(conn, job_id, device_id, ex.execution_number)
-                raise VersionConflict("the execution changed meanwhile", current=current.state())
-            if report.status in TERMINAL:
-                await rollout.add_outbox(conn, job_id, [ex], "changed", now)
-            return await _by_key(conn, ex.key)
+        """Apply a device's status report to its execution of a job.
 
-    def _report_values(
-        self, ex: Execution, report: Report, job: Any, now: datetime
-    ) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            "status": report.status.value,
-            "version": ex.version + 1,
-            "updated_at": now,
-        }
-        if report.status_details is not None:
-            # Given details replace the old ones (AWS: "if not specified, unchanged").
-            values["status_details"] = dict(report.status_details)
-        if report.progress is not None:
-            values["progress"] = report.progress
-        if report.reason is not None:
-            values["reason"] = report.reason
-        if ex.released_at is None:
-            values["released_at"] = now
-        if report.status is S.IN_PROGRESS:
-            timeout_at = ex.timeout_at
-            if ex.status is not S.IN_PROGRESS:
-                values["started_at"] = now
-                minutes = JobPolicies.from_json(job.policies).timeout.in_progress_minutes
-                timeout_at = now + timedelta(minutes=minutes) if minutes else None
-                values["timeout_at"] = timeout_at
-            deadline = ex.deadline_at if ex.status is S.IN_PROGRESS else timeout_at
-            if report.step_timeout_minutes is not None:
-                if not 1 <= report.step_timeout_minutes <= 10080:
-                    raise InvalidRequest("stepTimeoutInMinutes must be between 1 and 10080")
-                step = now + timedelta(minutes=report.step_timeout_minutes)
-                deadline = min(step, timeout_at) if timeout_at else step
-            values["deadline_at"] = deadline
-        elif report.status in TERMINAL:
-            values["finished_at"] = now
-            values["deadline_at"] = None
-            allowed = JobPolicies.from_json(job.policies).retry.allowed_retries(report.status)
-            values["retry_pending"] = (
-                ex.retry_attempt < allowed and JobStatus(job.status) is JobStatus.IN_PROGRESS
-            )
-        return values
+        Reports that arrive while another batch is being written are written together,
+        in one transaction (see `ReportWriter`); each is checked on its own, in arrival
+        order, exactly as if it had been applied alone."""
+        done: Execution = await self._writer.submit(_Item(device_id, report, job_id=job_id))
+        return done
+
+    async def report_by_ref(
+        self, tenant_id: int, job_ref: str, device_id: int, report: Report
+    ) -> Execution:
+        """`report` for a job known by its reference (the device APIs): the job is
+        looked up in the same statement as the execution."""
+        done: Execution = await self._writer.submit(
+            _Item(device_id, report, tenant_id=tenant_id, job_ref=job_ref)
+        )
+        return done
+
+    async def _write_reports(self, batch: list[_Item]) -> None:
+        """One transaction for a batch of reports: one SELECT (row-locked on
+        PostgreSQL) of the executions, the checks and new values in Python in arrival
+        order, one UPDATE per set of changed columns (executemany, guarded by the
+        version read), one INSERT of the outbox rows."""
+        now = self.ctx.clock.now()
+        db = self.ctx.db
+        async with db.transaction() as conn:
+            rows = await _lock_for_reports(conn, batch, lock=db.is_postgres)
+            by_pair: dict[tuple[int, int], list[Any]] = {}
+            ref_ids: dict[tuple[int, str], int] = {}
+            for r in rows:
+                by_pair.setdefault((r.job_id, r.device_id), []).append(r)
+                ref_ids[(r.job_tenant_id, r.job_ref)] = r.job_id
+            current: dict[tuple[int, int, int], Execution] = {}
+            read_version: dict[tuple[int, int, int], int] = {}
+            changes: dict[tuple[int, int, int], dict[str, Any]] = {}
+            finished: list[Execution] = []
+            policies: dict[int, JobPolicies] = {}
+            for item in batch:
+                job_id = item.job_id
+                if job_id is None:
+                    job_id = ref_ids.get((item.tenant_id or 0, item.job_ref or ""))
+                candidates = by_pair.get((job_id, item.device_id), []) if job_id else []
+                if item.report.execution_number is not None:
+                    candidates = [
+                        r for r in candidates if r.execution_number == item.report.execution_number
+                    ]
+                if not candidates:
+                    item.error = NotFound("no such job execution")
+                    continue
+                row = max(candidates, key=lambda r: r.execution_number)
+                key = (row.job_id, row.device_id, row.execution_number)
+                ex = current.get(key)
+                if ex is None:
+                    ex = current[key] = row_to(Execution, row)
+                    read_version[key] = ex.version
+                if row.job_id not in policies:
+                    policies[row.job_id] = JobPolicies.from_json(row.job_policies)
+                job = _JobView(policies[row.job_id], row.job_status)
+                try:
+                    after, values = _apply_report(ex, item.report, job, now)
+                except (VersionConflict, InvalidStateTransition, InvalidRequest) as exc:
+                    item.error = exc
+                    continue
+                changes.setdefault(key, {}).update(values)
+                current[key] = item.result = after
+                if item.report.status in TERMINAL:
+                    finished.append(after)
+            await _write_changes(conn, changes, read_version)
+            await _name_missing_jobs(conn, [i for i in batch if isinstance(i.error, NotFound)])
+            for job_id, group in _by_job(finished).items():
+                await rollout.add_outbox(conn, job_id, group, "changed", now)
 
     async def settle_by_version(self, device_id: int, module: str, version: str) -> list[Execution]:
         """A device reported running `version` of `module`: its pending executions of
@@ -500,6 +513,168 @@ class ExecutionService:
             await conn.execute(delete(executions).where(_is(ex)))
             if ex.status not in TERMINAL:
                 await rollout.add_outbox(conn, job_id, [ex], "deleted", now)
+
+
+@dataclass(frozen=True)
+class _JobView:
+    """What a report needs of its job: the policies and the status."""
+
+    policies: JobPolicies
+    status: str
+
+
+@dataclass
+class _Item:
+    """One report waiting in a batch, and what became of it."""
+
+    device_id: int
+    report: Report
+    job_id: int | None = None
+    tenant_id: int | None = None
+    job_ref: str | None = None
+    result: Execution | None = None
+    error: BaseException | None = None
+
+
+def _apply_report(
+    ex: Execution, report: Report, job: _JobView, now: datetime
+) -> tuple[Execution, dict[str, Any]]:
+    """The execution after `report` and the columns to write, or the domain error
+    that refuses it."""
+    if report.expected_version is not None and report.expected_version != ex.version:
+        raise VersionConflict(
+            f"expected version {report.expected_version}, current is {ex.version}",
+            current=ex.state(),
+        )
+    check_transition(ex.status, report.status, state=ex.state())
+    values = _report_values(ex, report, job, now)
+    fields = {k: v for k, v in values.items() if k != "retry_pending"}  # not in the entity
+    fields["status"] = report.status
+    return replace(ex, **fields), values
+
+
+def _report_values(ex: Execution, report: Report, job: _JobView, now: datetime) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "status": report.status.value,
+        "version": ex.version + 1,
+        "updated_at": now,
+    }
+    if report.status_details is not None:
+        # Given details replace the old ones (AWS: "if not specified, unchanged").
+        values["status_details"] = dict(report.status_details)
+    if report.progress is not None:
+        values["progress"] = report.progress
+    if report.reason is not None:
+        values["reason"] = report.reason
+    if ex.released_at is None:
+        values["released_at"] = now
+    if report.status is S.IN_PROGRESS:
+        timeout_at = ex.timeout_at
+        if ex.status is not S.IN_PROGRESS:
+            values["started_at"] = now
+            minutes = job.policies.timeout.in_progress_minutes
+            timeout_at = now + timedelta(minutes=minutes) if minutes else None
+            values["timeout_at"] = timeout_at
+        deadline = ex.deadline_at if ex.status is S.IN_PROGRESS else timeout_at
+        if report.step_timeout_minutes is not None:
+            if not 1 <= report.step_timeout_minutes <= 10080:
+                raise InvalidRequest("stepTimeoutInMinutes must be between 1 and 10080")
+            step = now + timedelta(minutes=report.step_timeout_minutes)
+            deadline = min(step, timeout_at) if timeout_at else step
+        values["deadline_at"] = deadline
+    elif report.status in TERMINAL:
+        values["finished_at"] = now
+        values["deadline_at"] = None
+        allowed = job.policies.retry.allowed_retries(report.status)
+        values["retry_pending"] = (
+            ex.retry_attempt < allowed and JobStatus(job.status) is JobStatus.IN_PROGRESS
+        )
+    return values
+
+
+async def _lock_for_reports(
+    conn: AsyncConnection, batch: Sequence[_Item], *, lock: bool
+) -> list[Any]:
+    """Every execution (all numbers) of the (job, device) pairs a batch reports on,
+    with what the reports need of the job; locked, in key order, when `lock`."""
+    by_id = sorted({(i.job_id, i.device_id) for i in batch if i.job_id is not None})
+    by_ref = sorted(
+        {(i.tenant_id, i.job_ref, i.device_id) for i in batch if i.job_id is None},
+        key=lambda t: (t[0] or 0, t[1] or "", t[2]),
+    )
+    conds = []
+    if by_id:
+        conds.append(tuple_(executions.c.job_id, executions.c.device_id).in_(by_id))
+    if by_ref:
+        conds.append(tuple_(jobs.c.tenant_id, jobs.c.ref, executions.c.device_id).in_(by_ref))
+    q = (
+        select(
+            *_EXEC_COLS,
+            executions.c.retry_pending,
+            jobs.c.tenant_id.label("job_tenant_id"),
+            jobs.c.policies.label("job_policies"),
+            jobs.c.status.label("job_status"),
+        )
+        .join(jobs, jobs.c.id == executions.c.job_id)
+        .where(or_(*conds))
+        .order_by(executions.c.job_id, executions.c.device_id, executions.c.execution_number)
+    )
+    if lock:
+        q = q.with_for_update(of=executions)
+    return list((await conn.execute(q)).all())
+
+
+async def _write_changes(
+    conn: AsyncConnection,
+    changes: dict[tuple[int, int, int], dict[str, Any]],
+    read_version: dict[tuple[int, int, int], int],
+) -> None:
+    """One executemany UPDATE per set of changed columns, each row guarded by the
+    version it was read at."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for key, values in sorted(changes.items()):
+        cols = tuple(sorted(values))
+        params = {f"v_{c}": v for c, v in values.items()}
+        params.update(k_job=key[0], k_device=key[1], k_number=key[2], k_version=read_version[key])
+        groups.setdefault(cols, []).append(params)
+    for cols, rows in groups.items():
+        stmt = (
+            update(executions)
+            .where(
+                executions.c.job_id == bindparam("k_job"),
+                executions.c.device_id == bindparam("k_device"),
+                executions.c.execution_number == bindparam("k_number"),
+                executions.c.version == bindparam("k_version"),
+            )
+            .values({c: bindparam(f"v_{c}", type_=executions.c[c].type) for c in cols})
+        )
+        await conn.execute(stmt, rows)
+
+
+async def _name_missing_jobs(conn: AsyncConnection, items: Sequence[_Item]) -> None:
+    """A report by reference on a job that does not exist says so (not "no such
+    execution"): one query, only when some report found nothing."""
+    refs = {(i.tenant_id, i.job_ref) for i in items if i.job_ref is not None}
+    if not refs:
+        return
+    known = {
+        (r.tenant_id, r.ref)
+        for r in await conn.execute(
+            select(jobs.c.tenant_id, jobs.c.ref).where(
+                tuple_(jobs.c.tenant_id, jobs.c.ref).in_(sorted(refs, key=str))
+            )
+        )
+    }
+    for i in items:
+        if i.job_ref is not None and (i.tenant_id, i.job_ref) not in known:
+            i.error = NotFound(f"job {i.job_ref} not found", ref=i.job_ref)
+
+
+def _by_job(found: Sequence[Execution]) -> dict[int, list[Execution]]:
+    out: dict[int, list[Execution]] = {}
+    for ex in found:
+        out.setdefault(ex.job_id, []).append(ex)
+    return out
 
 
 def _pending_order(ex: Execution) -> tuple[bool, datetime, int]:

@@ -16,6 +16,7 @@ from otahub.core.entities import Job, row_to
 from otahub.core.errors import AlreadyExists, InvalidRequest, InvalidStateTransition, NotFound
 from otahub.core.policies import JobPolicies
 from otahub.core.services.base import ServiceContext
+from otahub.core.services.batching import Coalescer
 from otahub.core.states import (
     ACTIVE_JOB,
     PENDING,
@@ -58,6 +59,7 @@ class JobSpec:
 class JobService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        self._by_id: Coalescer[int, Job] = Coalescer(self._jobs_by_id)
 
     async def create_job(self, tenant_id: int, spec: JobSpec) -> Job:
         spec.policies.validate()
@@ -147,8 +149,17 @@ class JobService:
             return await job_by_ref(conn, tenant_id, ref)
 
     async def get_job_by_id(self, job_id: int) -> Job:
+        """The job; lookups that arrive together (devices asking for their job
+        document) share one query."""
+        job = await self._by_id.get(job_id)
+        if job is None:
+            raise NotFound("job not found")
+        return job
+
+    async def _jobs_by_id(self, ids: list[int]) -> dict[int, Job]:
         async with self.ctx.db.read() as conn:
-            return await load_job(conn, job_id)
+            rows = await conn.execute(select(jobs).where(jobs.c.id.in_(ids)))
+            return {r.id: row_to(Job, r) for r in rows}
 
     async def list_jobs(
         self,

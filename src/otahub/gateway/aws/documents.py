@@ -3,12 +3,14 @@ placeholders become download URLs of otahub, signed for that device."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from otahub.core.entities import Device, Job
 from otahub.core.errors import NotFound
-from otahub.core.services.objects import ObjectService
+from otahub.core.services.batching import Coalescer
+from otahub.core.services.objects import ObjectService, StoredObject
 from otahub.gateway.download_urls import DeviceUrls
 
 PLACEHOLDER = re.compile(r"\$\{aws:iot:s3-presigned-url:(https?://[^}]+)\}")
@@ -26,10 +28,22 @@ def s3_location(url: str) -> tuple[str, str]:
     return bucket, key
 
 
+ObjectRef = tuple[int, str, str, str | None]  # tenant, bucket, key, version
+
+
 class DocumentRenderer:
     def __init__(self, objects: ObjectService, urls: DeviceUrls) -> None:
         self.objects = objects
         self.urls = urls
+        # A fleet asking for its job at once looks the object up once, not per device.
+        self._lookup: Coalescer[ObjectRef, StoredObject] = Coalescer(self._objects)
+
+    async def _objects(self, refs: list[ObjectRef]) -> dict[ObjectRef, StoredObject]:
+        found: dict[ObjectRef, StoredObject] = {}
+        for ref in refs:
+            with contextlib.suppress(NotFound):
+                found[ref] = await self.objects.get(*ref)
+        return found
 
     async def __call__(self, job: Job, device: Device, document: str | None) -> str | None:
         if not document or "${aws:iot:s3-presigned-url:" not in document:
@@ -50,9 +64,8 @@ class DocumentRenderer:
         # `?versionId=` pins the version the update was made of (its size, signature).
         versions = parse_qs(urlsplit(s3_url).query).get("versionId") or []
         version = versions[0] if versions else None
-        try:
-            obj = await self.objects.get(job.tenant_id, bucket, key, version)
-        except NotFound:
+        obj = await self._lookup.get((job.tenant_id, bucket, key, version))
+        if obj is None:
             return s3_url  # nothing of ours to sign: leave the URL as the operator wrote it
         if obj.blob_key is None:
             return s3_url

@@ -23,6 +23,7 @@ from otahub.core.errors import (
     VersionConflict,
 )
 from otahub.core.services import Report, Services
+from otahub.core.services.batching import SingleFlight
 from otahub.core.states import DEVICE_SETTABLE, ExecutionStatus
 from otahub.gateway.aws import jobs_view as view
 
@@ -49,6 +50,7 @@ class JobsTopics:
         self.clock = clock
         self.render = render
         self._jobs: dict[int, Job] = {}
+        self._load_job = SingleFlight(self.services.jobs.get_job_by_id)
 
     # -- requests -------------------------------------------------------------------
 
@@ -158,13 +160,16 @@ class JobsTopics:
                 request.get("stepTimeoutInMinutes"), "stepTimeoutInMinutes"
             ),
         )
-        job = await self.services.jobs.get_job(device.tenant_id, job_ref)
-        ex = await self.services.executions.report(job.id, device.id, report)
+        ex = await self.services.executions.report_by_ref(
+            device.tenant_id, job_ref, device.id, report
+        )
         body: dict[str, Any] = {}
         if request.get("includeJobExecutionState") is True:
             body["executionState"] = view.execution_state(ex)
-        if request.get("includeJobDocument") is True and job.document is not None:
-            body["jobDocument"] = view.parse_document(job.document)
+        if request.get("includeJobDocument") is True:
+            job = await self.services.jobs.get_job_by_id(ex.job_id)
+            if job.document is not None:
+                body["jobDocument"] = view.parse_document(job.document)
         return [self._accepted(topic, body, token)]
 
     # -- notifications --------------------------------------------------------------
@@ -213,9 +218,10 @@ class JobsTopics:
 
     async def document(self, job_id: int, device: Device) -> str | None:
         """The job document as this device receives it (presigned URLs are its own)."""
-        if job_id not in self._jobs:
-            self._jobs[job_id] = await self.services.jobs.get_job_by_id(job_id)
-        job = self._jobs[job_id]
+        job = self._jobs.get(job_id)
+        if job is None:
+            # Devices rendered together (a release's notifications) load the job once.
+            job = self._jobs[job_id] = await self._load_job.get(job_id)
         if self.render is None:
             return job.document
         return await self.render(job, device, job.document)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
 from otahub.core.services import JobSpec, Services
+from otahub.core.states import ExecutionStatus
 from otahub.gateway.aws.jobs_mqtt import JobsTopics, Outgoing
 
 DOC = {"operation": "update", "url": "https://example/fw.bin"}
@@ -120,3 +122,52 @@ async def test_notifications_list_pending_and_the_next(services: Services, engin
     notify, nxt = await jobs.notifications(thing, ["changed"])
     assert body(notify)["jobs"] == {}
     assert "execution" not in body(nxt)
+
+
+async def test_many_devices_updating_at_once_each_get_their_answer(
+    services: Services, engine: Engine
+) -> None:
+    """Concurrent updates (written in shared transactions) are answered one by one:
+    accepted with the right version, a stale expectedVersion rejected as
+    VersionMismatch, a finished execution as InvalidStateTransition."""
+    tenant = await services.accounts.tenant("123456789012")
+    things = [await services.registry.create_device(tenant.id, f"t-{i}") for i in range(40)]
+    await services.jobs.create_job(
+        tenant.id,
+        JobSpec(ref="job-b", kind="job", device_ids=[t.id for t in things], document="{}"),
+    )
+    await engine.tick()
+    jobs = JobsTopics(services, services.ctx.clock)
+
+    def update(i: int, payload: bytes) -> Any:
+        return jobs.handle(things[i], f"$aws/things/t-{i}/jobs/job-b/update", payload)
+
+    first = await asyncio.gather(
+        *(
+            update(i, b'{"status":"IN_PROGRESS","expectedVersion":1,"clientToken":"a%d"}' % i)
+            for i in range(40)
+        ),
+        # A second copy for device 0 with the same expected version loses.
+        update(0, b'{"status":"IN_PROGRESS","expectedVersion":1,"clientToken":"late"}'),
+    )
+    answers = [body(out) for [out] in first]
+    assert all(out.topic.endswith("/update/accepted") for [out] in first[:40])
+    assert [a["clientToken"] for a in answers[:40]] == [f"a{i}" for i in range(40)]
+    [late] = first[40]
+    assert late.topic.endswith("/update/rejected")
+    assert body(late)["code"] == "VersionMismatch"
+    assert body(late)["executionState"]["versionNumber"] == 2
+
+    second = await asyncio.gather(
+        *(
+            update(i, b'{"status":"SUCCEEDED","expectedVersion":2,"includeJobExecutionState":true}')
+            for i in range(40)
+        ),
+        update(1, b'{"status":"FAILED"}'),  # after device 1 succeeded in the same batch
+    )
+    assert {body(out)["executionState"]["versionNumber"] for [out] in second[:40]} == {3}
+    [refused] = second[40]
+    assert body(refused)["code"] == "InvalidStateTransition"
+    assert await services.jobs.counts((await services.jobs.get_job(tenant.id, "job-b")).id) == {
+        ExecutionStatus.SUCCEEDED: 40
+    }

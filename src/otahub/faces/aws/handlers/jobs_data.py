@@ -74,9 +74,9 @@ async def update(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
     if status not in DEVICE_SETTABLE:
         raise InvalidRequest(f"a device cannot set status {status.value}")
     d = await thing(ctx, p["thingName"])
-    j = await job(ctx, p["jobId"])
-    ex = await ctx.services.executions.report(
-        j.id,
+    ex = await ctx.services.executions.report_by_ref(
+        ctx.tenant_id,
+        p["jobId"],
         d.id,
         Report(
             status=status,
@@ -90,5 +90,5 @@ async def update(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
     if p.get("includeJobExecutionState"):
         out["executionState"] = view.execution_state(ex)
     if p.get("includeJobDocument"):
-        out["jobDocument"] = j.document
+        out["jobDocument"] = (await ctx.services.jobs.get_job_by_id(ex.job_id)).document
     return out
