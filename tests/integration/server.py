@@ -8,9 +8,16 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
+
+
+# otahub keeps a persistent session on an external broker, in a shared-subscription
+# group; a server killed in an earlier run leaves its session there for an hour,
+# taking its share of device requests. This run's servers get a group of their own.
+SHARE_GROUP = f"otahub-test-{uuid.uuid4().hex[:8]}"
 
 
 def free_port() -> int:
@@ -27,7 +34,7 @@ class ServerProcess:
         self.port = free_port()
         self.mqtt_port = free_port()
         self.mqtts_port = free_port()
-        self.env = {**os.environ, **(env or {})}
+        self.env = {"OTAHUB_SHARE_GROUP": SHARE_GROUP, **os.environ, **(env or {})}
         self.args = args or []
         self.proc: subprocess.Popen[str] | None = None
         # A file, not a pipe: a busy server logging into a pipe nobody reads would block.
