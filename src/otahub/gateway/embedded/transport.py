@@ -73,14 +73,14 @@ class EmbeddedTransport:
         return found[0] if found else None
 
     async def _on_message(
-        self, identity: Identity, client_id: str, topic: str, payload: bytes
+        self, identity: Identity, client_id: str, topic: str, payload: bytes, qos: int = 1
     ) -> None:
         device = await self._device(identity)
         if device is None:
             return
-        for out in await self.bridge.on_message(device, topic, payload):
+        for out in await self.bridge.on_message(device, topic, payload, qos):
             if out.to_requester:
-                await self.broker.send_to(client_id, out.topic, out.payload)
+                await self.broker.send_to(client_id, out.topic, out.payload, out.qos)
             else:
                 await self.broker.publish(out.topic, out.payload)
 
