@@ -70,6 +70,21 @@ class OtahubBroker(Broker):
         await handler.mqtt_publish(topic, payload, qos, retain=False)
         return True
 
+    async def write_to(self, client_id: str, frames: bytes) -> bool:
+        """Write packets framed already (QoS 0 PUBLISHes: nothing to track) to one
+        connected client in one go, between amqtt's own packets."""
+        _, handler = self._sessions.get(client_id, (None, None))
+        writer = handler.writer if handler is not None else None
+        if writer is None:
+            return False
+        try:
+            async with handler._write_lock:
+                writer.write(frames)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            return False  # amqtt's reader sees the connection end and cleans up
+        return True
+
 
 @dataclass
 class GatewayConfig:
@@ -223,3 +238,7 @@ class EmbeddedBroker:
     async def send_to(self, client_id: str, topic: str, payload: bytes, qos: int = 1) -> bool:
         assert self.broker is not None
         return await self.broker.send_to(client_id, topic, payload, qos)
+
+    async def write_to(self, client_id: str, frames: bytes) -> bool:
+        assert self.broker is not None
+        return await self.broker.write_to(client_id, frames)
