@@ -1,19 +1,27 @@
 """MQTT stream benchmark: 4 KiB blocks per second that devices receive from an AFR
 stream through a broker, asking for them as FreeRTOS's OTA agent does (a `get`
-for a window of blocks, the next once they all arrived), to one device and to
-100 devices at once; beside a raw publish loop of same-size payloads through the
-same broker to the same subscribers, in the same run.
+for a window of blocks at QoS 0, the next once they all arrived; what a device
+misses for 5 s it asks again for by bitmap), to one device and to 100 devices at
+once; beside a raw publish loop of same-size payloads through the same broker to
+the same subscribers, in the same run.
 
     python bench/streams.py [--devices 100] [--blocks 1024] [--blocks-each 256]
-                            [--broker mosquitto|embedded|both] [--json PATH]
+                            [--broker mosquitto|embedded|both] [--qos 0|1]
+                            [--repeat N] [--json PATH]
 
 Mosquitto is a private one on a free port (queue limits raised, as specs/infra.md
-advises); the embedded broker is otahub's, devices on its TLS listener with
-certificates from otahub's CA. otahub's side runs in this process, as
-bench/notify.py does: the gateway (ExternalBroker or EmbeddedTransport) over a
+advises, and TCP_NODELAY on); the embedded broker is otahub's, devices on its TLS
+listener with certificates from otahub's CA. otahub's side runs in this process,
+as bench/notify.py does: the gateway (ExternalBroker or EmbeddedTransport) over a
 SQLite registry and a filesystem blob store. The devices run in a second process
-(asyncio, aiomqtt), for otahub and the raw loop alike. Prints figures; asserts
-nothing.
+on a lean MQTT client (lean_mqtt.py: a Protocol, a callback per message), for
+otahub and the raw loop alike, so that neither is measured through a slow load
+generator; the raw loop's publisher is a lean client too, writing a window's
+packets at a time and doing nothing else. Besides blocks/s, each run prints CPU
+time per block of this process (otahub, with the embedded broker inside it; or
+the raw publisher), of the device process and of Mosquitto: wall-clock figures
+move with whatever else runs on the machine, CPU per block much less. Prints
+figures; asserts nothing.
 """
 
 from __future__ import annotations

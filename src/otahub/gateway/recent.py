@@ -15,7 +15,7 @@ class Recent(Generic[V]):
     """Values for up to `seconds`, at most `size` of them (the oldest go first);
     `tag` (e.g. a change counter) must match too for a value to count."""
 
-    def __init__(self, seconds: float, size: int = 4096) -> None:
+    def __init__(self, seconds: float, size: int = 16_384) -> None:
         self.seconds = seconds
         self.size = size
         self._values: dict[Hashable, tuple[float, object, V]] = {}
