@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 
-
 # otahub keeps a persistent session on an external broker, in a shared-subscription
 # group; a server killed in an earlier run leaves its session there for an hour,
 # taking its share of device requests. This run's servers get a group of their own.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import cbor2
 import httpx
 import paho.mqtt.client as paho
 import pytest
@@ -108,6 +109,55 @@ def test_aws_device_over_mutual_tls(server: ServerProcess, iot: Any, tmp_path: P
         assert expect(inbox, "suback")[0].is_failure
         c.subscribe("$aws/things/+/jobs/#", qos=1)
         assert expect(inbox, "suback")[0].is_failure
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_stream_window_over_mutual_tls(
+    server: ServerProcess, iot: Any, tmp_path: Path, qos: int
+) -> None:
+    """A window of blocks reaches the requester whole and in order, at the QoS of
+    its request (QoS 0: written in one go), and a bad request its error."""
+    s3 = boto3.client(
+        "s3", endpoint_url=server.url, region_name="eu-west-1",
+        aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+    )  # fmt: skip
+    bucket, sid = f"emb-{uuid.uuid4().hex[:8]}", f"s-{uuid.uuid4().hex[:8]}"
+    image = bytes(range(256)) * 16 * 40 + b"tail"  # 40 blocks of 4 KiB and a short one
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="fw.bin", Body=image)
+    iot.create_stream(
+        streamId=sid, roleArn="arn:aws:iam::123456789012:role/ota",
+        files=[{"fileId": 0, "s3Location": {"bucket": bucket, "key": "fw.bin"}}],
+    )  # fmt: skip
+    thing = f"emb-{uuid.uuid4().hex[:6]}"
+    f = device_files(server, iot, thing, tmp_path)
+    c, inbox = paho_client(
+        thing, tls={"ca_certs": f["ca"], "certfile": f["cert"], "keyfile": f["key"]}
+    )
+    qos_seen: list[int] = []
+    c.on_message = lambda cl, ud, msg: (
+        qos_seen.append(msg.qos),
+        inbox.put((msg.topic, msg.payload)),
+    )
+    c.connect("127.0.0.1", server.mqtts_port)
+    c.loop_start()
+    try:
+        assert expect(inbox, "connack").value == 0
+        base = f"$aws/things/{thing}/streams/{sid}/"
+        for offset in (0, 32):  # the second window is the file's last 9 blocks
+            request = {"c": "rdy", "f": 0, "l": 4096, "o": offset, "n": 32}
+            c.publish(base + "get/cbor", cbor2.dumps(request), qos=qos)
+            wanted = list(range(offset, min(offset + 32, 41)))
+            got = [cbor2.loads(expect(inbox, base + "data/cbor")) for _ in wanted]
+            assert [b["i"] for b in got] == wanted
+            assert [b["p"] for b in got] == [image[i * 4096 : (i + 1) * 4096] for i in wanted]
+        assert set(qos_seen) == {qos}
+        c.publish(base + "get/cbor", cbor2.dumps({"c": "x", "f": 0, "l": 1}), qos=qos)
+        error = cbor2.loads(expect(inbox, base + "rejected/cbor"))
+        assert error["o"] == "BlockSizeOutOfBounds" and error["c"] == "x"
     finally:
         c.loop_stop()
         c.disconnect()

@@ -115,7 +115,7 @@ class CountingBridge:
         self.expect = expect
         self.all_there = asyncio.Event()
 
-    async def on_message(self, device: Any, topic: str, payload: bytes) -> list[Any]:
+    async def on_message(self, device: Any, topic: str, payload: bytes, qos: int = 1) -> list[Any]:
         if topic != self.topic:
             return []
         self.topics.append(topic)

@@ -19,10 +19,12 @@ from otahub.core.outbox import Notification
 from otahub.core.services import Services
 from otahub.gateway.aws.jobs_mqtt import JobsTopics, Outgoing, RenderDocument
 from otahub.gateway.aws.streams_mqtt import ReadRange, StreamTopics
+from otahub.gateway.recent import Recent
 
 log = logging.getLogger("otahub.gateway")
 
 AWS_PREFIX = "$aws/things/"
+STREAM_SENDER_S = 1.0
 
 
 class Dialect(Protocol):
@@ -56,12 +58,16 @@ class DeviceBridge:
         self.streams = StreamTopics(services, read_range)
         self.aliyun = aliyun
         self.default_tenant = default_tenant
+        self._stream_senders: Recent[Device] = Recent(STREAM_SENDER_S)
 
-    async def on_message(self, device: Device | None, topic: str, payload: bytes) -> list[Outgoing]:
-        """A device published `payload` on `topic`. `device` is the authenticated
-        sender (embedded broker) or None (external broker: the topic names it)."""
+    async def on_message(
+        self, device: Device | None, topic: str, payload: bytes, qos: int = 1
+    ) -> list[Outgoing]:
+        """A device published `payload` on `topic` at `qos`. `device` is the
+        authenticated sender (embedded broker) or None (external broker: the topic
+        names it)."""
         if device is None:
-            device = await self.device_for_topic(topic)
+            device = await self._sender(topic)
             if device is None:
                 log.info("message for an unknown device dropped", extra={"topic": topic})
                 return []
@@ -70,13 +76,27 @@ class DeviceBridge:
                 if "/jobs/" in topic:
                     return await self.jobs.handle(device, topic, payload)
                 if "/streams/" in topic:
-                    return await self.streams.handle(device, topic, payload)
+                    return await self.streams.handle(device, topic, payload, qos)
                 return []
             if self.aliyun is not None:
                 return await self.aliyun.handle(device, topic, payload)
         except Exception:
             log.exception("device message failed", extra={"topic": topic})
         return []
+
+    async def _sender(self, topic: str) -> Device | None:
+        """The device a topic names; for a stream request, as found a moment ago:
+        a device fetching a file asks window after window. Only its name and
+        tenant serve there; a device deleted still gets blocks for STREAM_SENDER_S."""
+        if "/streams/" not in topic or not topic.startswith(AWS_PREFIX):
+            return await self.device_for_topic(topic)
+        name = topic[len(AWS_PREFIX) :].split("/", 1)[0]
+        device = self._stream_senders.get(name)
+        if device is None:
+            device = await self.device_for_topic(topic)
+            if device is not None:
+                self._stream_senders.put(name, device)
+        return device
 
     async def device_for_topic(self, topic: str) -> Device | None:
         """The device a topic belongs to (external brokers): an AWS thing in the

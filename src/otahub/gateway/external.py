@@ -29,6 +29,7 @@ from otahub.core.entities import Device
 from otahub.core.outbox import Notification
 from otahub.gateway.aws.jobs_mqtt import Outgoing
 from otahub.gateway.bridge import DeviceBridge
+from otahub.gateway.frames import no_delay, queue_frames
 
 log = logging.getLogger("otahub.gateway.external")
 
@@ -124,6 +125,7 @@ class ExternalBroker:
             max_inflight_messages=IN_FLIGHT,
         ) as client:
             client.pending_calls_threshold = 2 * IN_FLIGHT
+            no_delay(client)
             for topic in SHARED_REQUEST_TOPICS:
                 await client.subscribe(f"$share/{self.share_group}/{topic}", qos=1)
             aws = await self._set_aws_role(client, subscribed=False)
@@ -191,20 +193,38 @@ class ExternalBroker:
                 else (str(message.payload).encode() if message.payload is not None else b"")
             )
             try:
-                answers = await self.bridge.on_message(None, str(message.topic), payload)
-                # Sent in order, acknowledged together: a stream request's blocks go
-                # out back to back instead of one round trip each.
-                results = await asyncio.gather(
-                    *(self.publish(out) for out in answers), return_exceptions=True
+                answers = await self.bridge.on_message(
+                    None, str(message.topic), payload, message.qos
                 )
+                errors = await self.publish_all(answers)
             except Exception:
                 log.exception("handling a device message failed")
                 continue
-            errors = [r for r in results if isinstance(r, BaseException)]
             if any(isinstance(e, NotConnected | aiomqtt.MqttError) for e in errors):
                 log.warning("a response was lost to a disconnect", extra={"topic": message.topic})
             elif errors:
                 log.error("sending a response failed", exc_info=errors[0])
+
+    async def publish_all(self, answers: Sequence[Outgoing]) -> list[BaseException]:
+        """Send the answers to one request; returns what failed. Those at QoS 0 (a
+        stream window a device asked for at QoS 0) are framed here and handed to
+        the connection in one write; the others go one by one at QoS 1, pipelined
+        and acknowledged together."""
+        quick = [out for out in answers if out.qos == 0]
+        acked = [out for out in answers if out.qos != 0]
+        errors: list[BaseException] = []
+        if quick:
+            client = self.client
+            if client is None or not self.connected.is_set():
+                errors.append(NotConnected())
+            else:
+                queue_frames(client, quick)
+        if acked:
+            results = await asyncio.gather(
+                *(self.publish(out) for out in acked), return_exceptions=True
+            )
+            errors += [r for r in results if isinstance(r, BaseException)]
+        return errors
 
     async def publish(self, out: Outgoing) -> None:
         client = self.client

@@ -13,7 +13,9 @@ async def test_messages_of_one_client_are_handled_in_order() -> None:
     seen: list[tuple[str, bytes]] = []
     done = asyncio.Event()
 
-    async def on_message(identity: Identity, client_id: str, topic: str, payload: bytes) -> None:
+    async def on_message(
+        identity: Identity, client_id: str, topic: str, payload: bytes, qos: int
+    ) -> None:
         # The first message of each client is the slowest: order must still hold.
         await asyncio.sleep(0.05 if payload == b"0" else 0)
         seen.append((client_id, payload))

@@ -81,6 +81,9 @@ def _stream(row: Any) -> Stream:
 class StreamService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        # Goes up with every change made through this process: what caches a stream
+        # (the MQTT stream handler, briefly) knows its copy is stale at once.
+        self.changes = 0
 
     async def create(
         self,
@@ -155,11 +158,13 @@ class StreamService:
             values["description"] = description
         if data is not None:
             values["data"] = {**current.data, **data}
+        self.changes += 1
         async with self.ctx.db.transaction() as conn:
             await conn.execute(update(streams).where(streams.c.id == current.id).values(**values))
         return await self.get(tenant_id, ref)
 
     async def delete(self, tenant_id: int, ref: str) -> None:
         current = await self.get(tenant_id, ref)
+        self.changes += 1
         async with self.ctx.db.transaction() as conn:
             await conn.execute(delete(streams).where(streams.c.id == current.id))

@@ -37,6 +37,7 @@ class Outgoing:
     topic: str
     payload: bytes
     to_requester: bool = True  # a response: deliver to the client that asked
+    qos: int = 1  # stream blocks go at the QoS of the request that asked for them
 
 
 RenderDocument = Callable[[Job, Device, str | None], Awaitable[str | None]]

@@ -20,6 +20,7 @@ from otahub.core.errors import NotFound
 from otahub.core.services import Services
 from otahub.core.services.streams import Stream
 from otahub.gateway.aws.jobs_mqtt import Outgoing
+from otahub.gateway.recent import Recent
 
 MIN_BLOCK = 256
 MAX_BLOCK = 131_072
@@ -38,12 +39,35 @@ class StreamError(Exception):
         self.message = message
 
 
+STREAM_CACHE_S = 1.0  # how long a stream read for one request serves the next ones
+
+
 class StreamTopics:
     def __init__(self, services: Services, read_range: ReadRange) -> None:
         self.services = services
         self.read_range = read_range
+        # Streams read a moment ago: a change made through this process is seen at
+        # once, one made by another otahub process within STREAM_CACHE_S.
+        self._streams: Recent[Stream] = Recent(STREAM_CACHE_S)
 
-    async def handle(self, device: Device, topic: str, payload: bytes) -> list[Outgoing]:
+    async def _stream(self, tenant_id: int, ref: str, *, fresh: bool = False) -> Stream:
+        key, changes = (tenant_id, ref), self.services.streams.changes
+        stream = None if fresh else self._streams.get(key, changes)
+        if stream is None:
+            try:
+                stream = await self.services.streams.get(tenant_id, ref)
+            except NotFound as exc:
+                self._streams.forget(key)
+                raise StreamError("ResourceNotFound", exc.message) from exc
+            self._streams.put(key, stream, changes)
+        return stream
+
+    async def handle(
+        self, device: Device, topic: str, payload: bytes, qos: int = 1
+    ) -> list[Outgoing]:
+        """The answers to one request; data blocks at the request's QoS (at most 1):
+        a device asking at QoS 0 asks again for what it misses, as the OTA agent
+        does, and nothing waits for acknowledgements."""
         base = f"$aws/things/{device.name}/streams/"
         if not topic.startswith(base):
             return []
@@ -69,13 +93,15 @@ class StreamTopics:
             ):
                 token = None
                 raise StreamError("InvalidRequest", f"client token longer than {MAX_TOKEN} bytes")
-            try:
-                stream = await self.services.streams.get(device.tenant_id, stream_ref)
-            except NotFound as exc:
-                raise StreamError("ResourceNotFound", exc.message) from exc
+            # A description is always read afresh; so is a stream whose version
+            # differs from the one the request names.
+            stream = await self._stream(device.tenant_id, stream_ref, fresh=action == "describe")
             if action == "describe":
                 return [self._description(prefix, fmt, stream, token)]
-            return await self._blocks(prefix, fmt, stream, request, token)
+            version = request.get("s")
+            if isinstance(version, int) and version != stream.version:
+                stream = await self._stream(device.tenant_id, stream_ref, fresh=True)
+            return await self._blocks(prefix, fmt, stream, request, token, min(qos, 1))
         except StreamError as exc:
             return [_error(prefix, fmt, exc.code, exc.message, token)]
 
@@ -91,7 +117,13 @@ class StreamTopics:
         return Outgoing(f"{prefix}/description/{fmt}", _encode(body, fmt))
 
     async def _blocks(
-        self, prefix: str, fmt: str, stream: Stream, request: dict[str, Any], token: Any
+        self,
+        prefix: str,
+        fmt: str,
+        stream: Stream,
+        request: dict[str, Any],
+        token: Any,
+        qos: int,
     ) -> list[Outgoing]:
         version = request.get("s")
         if version is not None and _int(version, "s") != stream.version:
@@ -118,21 +150,43 @@ class StreamTopics:
             raise StreamError("BlockCountLimitExceeded", f"n must be between 0 and {MAX_OFFSET}")
         n = min(n, MAX_PER_REQUEST // size)
         bitmap = _bitmap(request.get("b"), fmt)
-        indexes = list(_wanted(offset, n, bitmap, total_blocks))
+        topic = f"{prefix}/data/{fmt}"
+        cbor = fmt == "cbor"
         out = []
-        for index in indexes:
-            start = index * size
-            data = await self.read_range(sfile.blob_key, start, min(size, sfile.size - start))
-            body: dict[str, Any] = {
-                "f": file_id,
-                "l": len(data),
-                "i": index,
-                "p": data if fmt == "cbor" else base64.b64encode(data).decode(),
-            }
-            if token is not None:
-                body["c"] = token
-            out.append(Outgoing(f"{prefix}/data/{fmt}", _encode(body, fmt)))
+        # One read per run of consecutive blocks (a whole window, usually: at most
+        # 128 KiB), cut into blocks without copying more than each block once.
+        for first, last in _runs(_wanted(offset, n, bitmap, total_blocks)):
+            start = first * size
+            data = await self.read_range(
+                sfile.blob_key, start, min((last + 1) * size, sfile.size) - start
+            )
+            with memoryview(data) as view:
+                for index in range(first, last + 1):
+                    at = (index - first) * size
+                    block = bytes(view[at : at + size])
+                    body: dict[str, Any] = {
+                        "f": file_id,
+                        "l": len(block),
+                        "i": index,
+                        "p": block if cbor else base64.b64encode(block).decode(),
+                    }
+                    if token is not None:
+                        body["c"] = token
+                    out.append(Outgoing(topic, _encode(body, fmt), qos=qos))
         return out
+
+
+def _runs(indexes: Iterator[int]) -> Iterator[tuple[int, int]]:
+    """(first, last) of each run of consecutive indexes, in order."""
+    first = last = -2
+    for index in indexes:
+        if index != last + 1:
+            if first >= 0:
+                yield first, last
+            first = index
+        last = index
+    if first >= 0:
+        yield first, last
 
 
 def _wanted(offset: int, n: int, bitmap: bytes | None, total: int) -> Iterator[int]:

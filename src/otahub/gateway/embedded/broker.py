@@ -26,7 +26,7 @@ from otahub.gateway.embedded.identity import Identity, may_use
 log = logging.getLogger("otahub.gateway.embedded")
 
 Authenticate = Callable[[str, str | None, str | None, bytes | None], Awaitable[Identity | None]]
-OnMessage = Callable[[Identity, str, str, bytes], Awaitable[None]]
+OnMessage = Callable[[Identity, str, str, bytes, int], Awaitable[None]]
 OnPresence = Callable[[Identity, bool], Awaitable[None]]
 
 _GATEWAYS: dict[str, EmbeddedBroker] = {}  # how amqtt's plugins find their broker
@@ -68,6 +68,21 @@ class OtahubBroker(Broker):
         if handler is None:
             return False
         await handler.mqtt_publish(topic, payload, qos, retain=False)
+        return True
+
+    async def write_to(self, client_id: str, frames: bytes) -> bool:
+        """Write packets framed already (QoS 0 PUBLISHes: nothing to track) to one
+        connected client in one go, between amqtt's own packets."""
+        _, handler = self._sessions.get(client_id, (None, None))
+        writer = handler.writer if handler is not None else None
+        if writer is None:
+            return False
+        try:
+            async with handler._write_lock:
+                writer.write(frames)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            return False  # amqtt's reader sees the connection end and cleans up
         return True
 
 
@@ -123,7 +138,9 @@ class Events(BasePlugin[Any]):
         broker = _GATEWAYS[self.config.gateway]
         identity = broker.identities.get(client_id)
         if identity is not None and identity.kind != "service":
-            broker.enqueue(identity, client_id, message.topic, bytes(message.data))
+            broker.enqueue(
+                identity, client_id, message.topic, bytes(message.data), message.qos or 0
+            )
 
     async def on_broker_client_connected(self, *, client_id: str, client_session: Any) -> None:
         await _GATEWAYS[self.config.gateway].presence(client_id, True)
@@ -155,7 +172,7 @@ class EmbeddedBroker:
         self.identities: dict[str, Identity] = {}
         # One queue per worker, a client always on the same one: its messages are
         # handled in the order it sent them (a progress report before its version).
-        self.inbound: list[asyncio.Queue[tuple[Identity, str, str, bytes]]] = [
+        self.inbound: list[asyncio.Queue[tuple[Identity, str, str, bytes, int]]] = [
             asyncio.Queue(10_000 // workers + 1) for _ in range(workers)
         ]
         listeners: dict[str, Any] = {"default": {"type": "tcp", "bind": f"{host}:{port}"}}
@@ -189,16 +206,18 @@ class EmbeddedBroker:
     def is_running(self) -> bool:
         return self.broker is not None
 
-    def enqueue(self, identity: Identity, client_id: str, topic: str, payload: bytes) -> None:
+    def enqueue(
+        self, identity: Identity, client_id: str, topic: str, payload: bytes, qos: int = 1
+    ) -> None:
         queue = self.inbound[zlib.crc32(client_id.encode()) % len(self.inbound)]
-        queue.put_nowait((identity, client_id, topic, payload))
+        queue.put_nowait((identity, client_id, topic, payload, qos))
 
-    async def _work(self, queue: asyncio.Queue[tuple[Identity, str, str, bytes]]) -> None:
+    async def _work(self, queue: asyncio.Queue[tuple[Identity, str, str, bytes, int]]) -> None:
         # Messages are handled off amqtt's loop so a slow handler cannot stall it.
         while True:
-            identity, client_id, topic, payload = await queue.get()
+            identity, client_id, topic, payload, qos = await queue.get()
             try:
-                await self.on_message(identity, client_id, topic, payload)
+                await self.on_message(identity, client_id, topic, payload, qos)
             except Exception:
                 log.exception("handling a device message failed")
 
@@ -219,3 +238,7 @@ class EmbeddedBroker:
     async def send_to(self, client_id: str, topic: str, payload: bytes, qos: int = 1) -> bool:
         assert self.broker is not None
         return await self.broker.send_to(client_id, topic, payload, qos)
+
+    async def write_to(self, client_id: str, frames: bytes) -> bool:
+        assert self.broker is not None
+        return await self.broker.write_to(client_id, frames)

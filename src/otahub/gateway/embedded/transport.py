@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from otahub.core.entities import Device
 from otahub.core.outbox import Notification
 from otahub.core.services import Services
-from otahub.gateway.bridge import DeviceBridge
+from otahub.gateway.bridge import STREAM_SENDER_S, DeviceBridge
 from otahub.gateway.embedded.broker import EmbeddedBroker
 from otahub.gateway.embedded.identity import Identity
 from otahub.gateway.embedded.pki import CertificateAuthority
+from otahub.gateway.frames import publish_frames
 from otahub.gateway.logins import DeviceLogins
+from otahub.gateway.recent import Recent
 
 log = logging.getLogger("otahub.gateway.embedded")
 
@@ -38,6 +40,8 @@ class EmbeddedTransport:
         self.bridge = bridge
         self.tenant_id = tenant_id
         self.logins = DeviceLogins(services, tenant_id, service_password)
+        # The senders of stream requests, as found a moment ago (bridge.py's reason).
+        self._senders: Recent[Device] = Recent(STREAM_SENDER_S)
         tls = None
         if ca is not None and tls_port:
             cert, key = ca.server_files(list(tls_names))
@@ -73,14 +77,26 @@ class EmbeddedTransport:
         return found[0] if found else None
 
     async def _on_message(
-        self, identity: Identity, client_id: str, topic: str, payload: bytes
+        self, identity: Identity, client_id: str, topic: str, payload: bytes, qos: int = 1
     ) -> None:
-        device = await self._device(identity)
+        stream = "/streams/" in topic
+        device = self._senders.get(identity.device_id) if stream else None
         if device is None:
-            return
-        for out in await self.bridge.on_message(device, topic, payload):
+            device = await self._device(identity)
+            if device is None:
+                return
+            if stream:  # a device fetching a file asks window after window
+                self._senders.put(identity.device_id, device)
+        answers = await self.bridge.on_message(device, topic, payload, qos)
+        # A stream window asked for at QoS 0: framed here, written in one go.
+        quick = [out for out in answers if out.to_requester and out.qos == 0]
+        if quick:
+            await self.broker.write_to(client_id, publish_frames(quick, v5=False))
+        for out in answers:
+            if out.to_requester and out.qos == 0:
+                continue
             if out.to_requester:
-                await self.broker.send_to(client_id, out.topic, out.payload)
+                await self.broker.send_to(client_id, out.topic, out.payload, out.qos)
             else:
                 await self.broker.publish(out.topic, out.payload)
 

@@ -7,11 +7,13 @@ import json
 from typing import Any
 
 import cbor2
+import pytest
 
 from otahub.core.entities import Device
 from otahub.core.services import Services
 from otahub.core.services.streams import StreamFile
 from otahub.gateway.aws.streams_mqtt import StreamTopics
+from otahub.gateway.recent import Recent
 
 FILE = bytes(range(256)) * 100 + b"tail"  # 100 blocks of 256 bytes and a short one
 
@@ -102,3 +104,96 @@ async def test_rejections(services: Services) -> None:
     )
     assert await code("$aws/things/t1/streams/zz/describe/json", b"{}") == "ResourceNotFound"
     assert await code(T + "get/json", b'{"f":0,"l":256,"b":"zz"}') == "InvalidRequest"
+
+
+async def test_a_window_is_one_read_and_a_bitmap_one_read_per_run(services: Services) -> None:
+    thing, _ = await setup(services)
+    reads: list[tuple[int, int]] = []
+
+    async def counting(key: str, start: int, length: int) -> bytes:
+        reads.append((start, length))
+        return FILE[start : start + length]
+
+    streams = StreamTopics(services, counting)
+    out = await streams.handle(thing, T + "get/cbor", cbor2.dumps({"f": 0, "l": 256, "o": 90}))
+    assert [cb(o)["i"] for o in out] == list(range(90, 101))
+    assert [cb(o)["p"] for o in out] == [FILE[i * 256 : (i + 1) * 256] for i in range(90, 101)]
+    assert cb(out[-1])["l"] == 4  # the short last block
+    assert reads == [(90 * 256, len(FILE) - 90 * 256)]
+    reads.clear()
+    # blocks 0, 1, 2 and 5, 6 of offset 10: two runs, two reads
+    req = {"f": 0, "l": 256, "o": 10, "b": bytes([0b0110_0111]), "n": 32}
+    out = await streams.handle(thing, T + "get/cbor", cbor2.dumps(req))
+    assert [cb(o)["i"] for o in out] == [10, 11, 12, 15, 16]
+    assert [cb(o)["p"] for o in out] == [
+        FILE[i * 256 : (i + 1) * 256] for i in [10, 11, 12, 15, 16]
+    ]
+    assert reads == [(10 * 256, 3 * 256), (15 * 256, 2 * 256)]
+
+
+async def test_blocks_go_at_the_qos_of_the_request_errors_at_qos_1(services: Services) -> None:
+    thing, streams = await setup(services)
+    req = cbor2.dumps({"f": 0, "l": 256, "n": 3})
+    assert [o.qos for o in await streams.handle(thing, T + "get/cbor", req, 0)] == [0, 0, 0]
+    assert [o.qos for o in await streams.handle(thing, T + "get/cbor", req, 1)] == [1, 1, 1]
+    assert [o.qos for o in await streams.handle(thing, T + "get/cbor", req, 2)] == [1, 1, 1]
+    assert [o.qos for o in await streams.handle(thing, T + "get/cbor", req)] == [1, 1, 1]
+    [bad] = await streams.handle(thing, T + "get/cbor", cbor2.dumps({"f": 0, "l": 1}), 0)
+    assert bad.topic.endswith("/rejected/cbor") and bad.qos == 1
+    [desc] = await streams.handle(thing, T + "describe/cbor", b"", 0)
+    assert desc.qos == 1
+
+
+async def test_a_stream_is_read_once_for_a_run_of_requests_and_changes_seen_at_once(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thing, streams = await setup(services)
+    tenant = await services.accounts.tenant("123456789012")
+    gets = 0
+    get = services.streams.get
+
+    async def counting(tenant_id: int, ref: str) -> Any:
+        nonlocal gets
+        gets += 1
+        return await get(tenant_id, ref)
+
+    monkeypatch.setattr(services.streams, "get", counting)
+    for offset in range(0, 100, 10):
+        req = cbor2.dumps({"f": 0, "l": 256, "o": offset, "n": 10})
+        assert len(await streams.handle(thing, T + "get/cbor", req)) == 10
+    assert gets == 1
+    # a change through this process: the next request reads the stream again
+    await services.streams.update(
+        tenant.id, "s1", files=[StreamFile(0, "blobs/fw", 512, {})], description="short"
+    )
+    gets = 0  # (the update read it too)
+    req = cbor2.dumps({"f": 0, "l": 256, "o": 0, "n": 10})
+    assert [cb(o)["i"] for o in await streams.handle(thing, T + "get/cbor", req)] == [0, 1]
+    assert gets == 1
+    # a request naming another version than the one at hand reads it again too
+    body = await code(streams, thing, {"s": 1, "f": 0, "l": 256})
+    assert body == "VersionMismatch" and gets == 2
+    # and a stream gone is gone at once
+    await services.streams.delete(tenant.id, "s1")
+    assert await code(streams, thing, {"f": 0, "l": 256}) == "ResourceNotFound"
+
+
+async def code(streams: StreamTopics, thing: Device, request: dict[str, Any]) -> str:
+    [out] = await streams.handle(thing, T + "get/cbor", cbor2.dumps(request))
+    assert out.topic.endswith("/rejected/cbor")
+    return str(cb(out)["o"])
+
+
+def test_recent_values_expire_and_follow_their_tag() -> None:
+    recent: Recent[str] = Recent(60, size=2)
+    recent.put("a", "A", 1)
+    assert recent.get("a", 1) == "A"
+    assert recent.get("a", 2) is None  # changed since: dropped
+    assert recent.get("a", 1) is None
+    recent.put("a", "A")
+    recent.put("b", "B")
+    recent.put("c", "C")  # the oldest goes
+    assert (recent.get("a"), recent.get("b"), recent.get("c")) == (None, "B", "C")
+    expired: Recent[str] = Recent(-1)
+    expired.put("a", "A")
+    assert expired.get("a") is None
