@@ -35,7 +35,7 @@ BENCHES: dict[str, tuple[list[list[str]], list[list[str]]]] = {
     "streams": ([[]], [[]]),
     "control": ([["--calls", "1000"]], [["--calls", "3000"]]),
     "scale": ([["--sizes", "10000,200000"]], [["--sizes", "10000,1000000"]]),
-    "e2e": ([["--devices", "2000"]], [["--devices", "10000"]]),
+    "e2e": ([["--devices", "10000"]], [["--devices", "10000"]]),
 }
 
 

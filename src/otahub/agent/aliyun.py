@@ -102,6 +102,18 @@ class Offer:
     stream_file_id: int | None = None
     ext: dict[str, Any] = field(default_factory=dict)
 
+    def block_request(self, request_id: str, size: int, offset: int) -> dict[str, Any]:
+        """The `thing/file/download` request for one block of this offer's file."""
+        return {
+            "id": request_id,
+            "version": "1.0",
+            "params": {
+                "fileToken": "default",
+                "fileInfo": {"streamId": self.stream_id, "fileId": self.stream_file_id},
+                "fileBlock": {"size": size, "offset": offset},
+            },
+        }
+
     @classmethod
     def parse(cls, data: Any) -> Offer | None:
         """None for an empty answer or a shape this device cannot take (multi-file)."""
@@ -323,15 +335,7 @@ class AliyunAgent:
         reply_topic = self.topics["file_download_reply"]
         for _ in range(self.cfg.attempts):
             request_id = self._id()
-            body = {
-                "id": request_id,
-                "version": "1.0",
-                "params": {
-                    "fileToken": "default",
-                    "fileInfo": {"streamId": offer.stream_id, "fileId": offer.stream_file_id},
-                    "fileBlock": {"size": self.cfg.block_size, "offset": offset},
-                },
-            }
+            body = offer.block_request(request_id, self.cfg.block_size, offset)
             await self.client.publish(self.topics["file_download"], json.dumps(body), qos=1)
             try:
                 while True:

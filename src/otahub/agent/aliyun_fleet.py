@@ -314,15 +314,7 @@ class SimDevice:
         wait = self.cfg.request_timeout
         for _ in range(3):
             request_id = self._id()
-            body = {
-                "id": request_id,
-                "version": "1.0",
-                "params": {
-                    "fileToken": "default",
-                    "fileInfo": {"streamId": offer.stream_id, "fileId": offer.stream_file_id},
-                    "fileBlock": {"size": self.cfg.block_size, "offset": offset},
-                },
-            }
+            body = offer.block_request(request_id, self.cfg.block_size, offset)
             await self._publish(self.t_download, body)
             try:
                 while True:
@@ -433,26 +425,13 @@ class AliyunFleet(Fleet):
                     await ticker
                 if observer is not None:
                     observer(self.snapshot(started))
-        return FleetReport(
-            devices=cfg.devices,
-            transport="mqtt",
-            files=self.files,
-            job_id=self.job_id,
-            states={s: n for s, n in self.counts.items() if n},
-            faults=cfg.faults.counts(cfg.devices),
-            resumed=self.resumed,
-            register_seconds=register_s,
-            connect_seconds=connect_s,
+        return self._report(
+            "mqtt",
+            register_s=register_s,
+            connect_s=connect_s,
             seconds_to_done=last - rollout_at,
-            update_seconds=[
-                d - r
-                for r, d, s in zip(self.received_at, self.done_at, self.state, strict=True)
-                if r is not None and d is not None and s not in ("HUNG", "TIMED_OUT")
-            ],
-            server_states=server,
+            server=server,
             cpu_seconds=time.process_time() - cpu_at_start,
-            complete=self._all_done.is_set(),
-            errors=[f"{n}x {e}" for e, n in self.errors.most_common(5)],
             dialect="aliyun",
             settle_seconds=settle_s,
         )

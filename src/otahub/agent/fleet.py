@@ -21,7 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -315,9 +315,31 @@ class Fleet:
                     await ticker
                 if observer is not None:
                     observer(self.snapshot(started))
+        return self._report(
+            cfg.transport,
+            register_s=register_s,
+            connect_s=connect_s,
+            seconds_to_done=last - rollout_at,
+            server=server,
+            cpu_seconds=time.process_time() - cpu_at_start,
+        )
+
+    def _report(
+        self,
+        transport: str,
+        *,
+        register_s: float,
+        connect_s: float,
+        seconds_to_done: float,
+        server: dict[str, int],
+        cpu_seconds: float,
+        **more: Any,
+    ) -> FleetReport:
+        """What the run ended with, by device state and on the server."""
+        cfg = self.cfg
         return FleetReport(
             devices=cfg.devices,
-            transport=cfg.transport,
+            transport=transport,
             files=self.files,
             job_id=self.job_id,
             states={s: n for s, n in self.counts.items() if n},
@@ -325,16 +347,17 @@ class Fleet:
             resumed=self.resumed,
             register_seconds=register_s,
             connect_seconds=connect_s,
-            seconds_to_done=last - rollout_at,
+            seconds_to_done=seconds_to_done,
             update_seconds=[
                 d - r
                 for r, d, s in zip(self.received_at, self.done_at, self.state, strict=True)
                 if r is not None and d is not None and s not in ("HUNG", "TIMED_OUT")
             ],
             server_states=server,
-            cpu_seconds=time.process_time() - cpu_at_start,
+            cpu_seconds=cpu_seconds,
             complete=self._all_done.is_set(),
             errors=[f"{n}x {e}" for e, n in self.errors.most_common(5)],
+            **more,
         )
 
     def _reg(self, done: int) -> None:
