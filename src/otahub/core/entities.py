@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeVar
@@ -181,8 +182,9 @@ class Execution:
 
 
 def row_to(cls: type[T], row: Any, **extra: Any) -> T:
-    """Build a dataclass from a row mapping, converting the enum-typed columns."""
-    m = dict(row._mapping)
+    """Build a dataclass from a row (or a mapping of column to value), converting the
+    enum-typed columns."""
+    m = dict(row) if isinstance(row, Mapping) else dict(row._mapping)
     conv: dict[str, Any] = {}
     for f in fields(cls):  # type: ignore[arg-type]
         if f.name in m:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Select, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolResetState
 
-from otahub.store.prepared import DirectReads, DirectReadsHolder, PreparedRead
+from otahub.store.prepared import DirectReads, DirectReadsHolder, PreparedIn, PreparedRead
 
 
 def async_url(url: str) -> str:
@@ -35,6 +36,9 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         self.is_postgres = self.url.startswith("postgresql")
         kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            # The pool's rollback on return is ours to do (see `_configure_sqlite`).
+            kwargs["pool_reset_on_return"] = None
         if self.is_postgres:
             # Connections beyond pool_size are opened and closed per checkout (a
             # PostgreSQL backend forked each time); size the pool for the load.
@@ -67,6 +71,10 @@ class Database:
         """A hot-path read, compiled once (see `otahub.store.prepared`)."""
         return PreparedRead(self, statement)
 
+    def prepare_in(self, build: Callable[[list[Any]], Select[Any]], name: str = "in") -> PreparedIn:
+        """A hot-path read over a list of values (see `otahub.store.prepared`)."""
+        return PreparedIn(self, build, name)
+
     async def direct_reads(self) -> DirectReads | None:
         """The driver-level connections `PreparedRead`s run on (opened on first use),
         or None where they go through SQLAlchemy."""
@@ -75,6 +83,13 @@ class Database:
     async def dispose(self) -> None:
         await self._direct.close()
         await self.engine.dispose()
+
+
+def sqlite_in_transaction(dbapi_conn: Any) -> bool:
+    """Whether SQLite has a transaction open on this pooled connection (read from
+    the sqlite3 connection itself, no trip to its thread). True when unknown."""
+    raw = getattr(getattr(dbapi_conn, "_connection", None), "_conn", None)
+    return bool(getattr(raw, "in_transaction", True))
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -90,6 +105,15 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
+
+    @event.listens_for(sync_engine.pool, "reset")
+    def _on_reset(dbapi_conn: Any, _record: Any, state: PoolResetState) -> None:
+        # A connection back in the pool is rolled back only when a transaction is
+        # still open on it: after a COMMIT (the usual end of `transaction()` and
+        # `read()`) the rollback SQLAlchemy would send is one more trip to the
+        # connection's thread that does nothing.
+        if state.asyncio_safe and sqlite_in_transaction(dbapi_conn):
+            dbapi_conn.rollback()
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select
+from sqlalchemy import Select, bindparam
 from sqlalchemy.engine import Dialect, make_url
 
 if TYPE_CHECKING:
@@ -92,6 +92,45 @@ class PreparedRead:
                 return [tuple(r) for r in await conn.execute(self.statement, params)]
         raw = await direct.fetch(self.sql, self._args(params))
         return [self._row(r) for r in raw]
+
+
+IN_SIZES = (1, 8, 64, 512)  # the lists a PreparedIn compiles; longer ones go in chunks
+
+
+class PreparedIn:
+    """A `PreparedRead` whose statement takes a list of values for one IN (...):
+    `build(params)` makes the select from the bind parameters of the list's places.
+    One statement is compiled per size in `IN_SIZES`, on first use; a list is padded
+    to the next size with its last value (an IN with a value twice is the same IN),
+    a longer one runs in chunks of the largest size. Rows of all chunks together,
+    with `keys` naming their columns."""
+
+    def __init__(
+        self, db: Database, build: Callable[[list[Any]], Select[Any]], name: str = "in"
+    ) -> None:
+        self.db = db
+        self._build = build
+        self._name = name
+        self._by_size: dict[int, PreparedRead] = {}
+        self.keys: tuple[str, ...] = self._read(IN_SIZES[0]).keys
+
+    def _read(self, size: int) -> PreparedRead:
+        read = self._by_size.get(size)
+        if read is None:
+            places: list[Any] = [bindparam(f"{self._name}_{i}", None) for i in range(size)]
+            read = self._by_size[size] = PreparedRead(self.db, self._build(places))
+        return read
+
+    async def all(self, values: Sequence[Any], **params: Any) -> list[Row]:
+        rows: list[Row] = []
+        largest = IN_SIZES[-1]
+        for start in range(0, len(values), largest):
+            chunk = list(values[start : start + largest])
+            size = next(n for n in IN_SIZES if n >= len(chunk))
+            chunk += [chunk[-1]] * (size - len(chunk))
+            args = {f"{self._name}_{i}": v for i, v in enumerate(chunk)}
+            rows += await self._read(size).all(**args, **params)
+        return rows
 
 
 class DirectReads:

@@ -130,3 +130,27 @@ async def test_multipart_upload(
     assert not (store.root / "uploads" / small_first).exists() or not any(
         (store.root / "uploads" / small_first).iterdir()
     )
+
+
+async def test_get_names_what_is_missing(services: Services, objs: ObjectService) -> None:
+    """The bucket (absent, or another tenant's), the key, or the version; a found
+    object is what putting it returned."""
+    t = (await services.accounts.tenant("1")).id
+    other = (await services.accounts.tenant("2")).id
+    await objs.create_bucket(t, "gbucket")
+    await objs.set_versioning(t, "gbucket", "Enabled")
+    put = await objs.put(t, "gbucket", "fw.bin", chunks(b"v1"), metadata={"m": "1"})
+    assert await objs.get(t, "gbucket", "fw.bin") == put
+    assert await objs.get(t, "gbucket", "fw.bin", put.version_id) == put
+    cases = [
+        ((t, "nobucket", "fw.bin"), "NoSuchBucket"),
+        ((other, "gbucket", "fw.bin"), "NoSuchBucket"),
+        ((other, "gbucket", "fw.bin", put.version_id), "NoSuchBucket"),
+        ((t, "gbucket", "nokey"), "NoSuchKey"),
+        ((t, "gbucket", "fw.bin", "noversion"), "NoSuchVersion"),
+        ((t, "gbucket", "nokey", put.version_id), "NoSuchVersion"),
+    ]
+    for args, code in cases:
+        with pytest.raises(NotFound) as nf:
+            await objs.get(*args)
+        assert nf.value.details["code"] == code, args

@@ -7,17 +7,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
 from otahub.core.policies import JobPolicies, RolloutPolicy
 from otahub.core.services import Report, Services
-from otahub.core.services.executions import PENDING_FOR_THING
+from otahub.core.services.executions import PENDING_FOR_THING, pending_for_ids
 from otahub.core.services.registry import DEVICE_BY_NAME
 from otahub.core.states import ExecutionStatus, ReleaseMode
 from otahub.gateway.aws import jobs_view as view
 from otahub.store.db import Database
-from otahub.store.prepared import PostgresReads, SqliteReads
+from otahub.store.prepared import IN_SIZES, PostgresReads, SqliteReads
+from otahub.store.tables import devices
 from tests.unit.core.fleet import group_job, make_fleet
 
 S = ExecutionStatus
@@ -151,3 +153,28 @@ def typed(row: tuple[Any, ...]) -> list[tuple[str, str]]:
 async def test_a_prepared_read_needs_every_parameter(db: Database) -> None:
     with pytest.raises(TypeError, match="'name'"):
         await db.prepare(DEVICE_BY_NAME).all(tenant_id=1, product_key="")
+
+
+async def test_prepared_lists_answer_what_sqlalchemy_answers(
+    db: Database, services: Services, engine: Engine, clock: FakeClock
+) -> None:
+    """A list of any length (padded to a prepared size, or in chunks past the largest)
+    gives the rows the same select with the list bound at execution gives, once each."""
+    await busy_fleet(services, engine, clock)
+    async with db.read() as conn:
+        ids = sorted((await conn.execute(select(devices.c.id))).scalars())
+    missing = list(range(ids[-1] + 1, ids[-1] + 1 + IN_SIZES[-1]))
+    prepared = db.prepare_in(pending_for_ids, "device")
+    lists = [ids[:1], ids[:2], ids[:-1], [*ids, *missing], [*missing, *ids], [ids[-1], *missing]]
+    assert any(len(v) > IN_SIZES[-1] for v in lists)  # one runs in two chunks
+    for values in lists:
+        async with db.read() as conn:
+            expected = [tuple(r) for r in await conn.execute(pending_for_ids(values))]
+        got = await prepared.all(values)
+        assert sorted(map(typed, got)) == sorted(map(typed, expected)), len(values)
+    assert await prepared.all([]) == []
+    # The service's answer for many devices is each device's own.
+    together = await services.executions.pending_for_devices([*ids, missing[0]])
+    assert together[missing[0]] == []
+    for d in ids:
+        assert together[d] == await services.executions.pending_for_device(d)

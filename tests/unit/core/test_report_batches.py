@@ -219,6 +219,17 @@ async def test_lookups_that_arrive_together_share_one_query(
         if statement.lstrip().upper().startswith("SELECT"):
             statements[0] += 1
 
+    # Prepared reads run on the database's direct connection where it has one.
+    direct = await services.ctx.db.direct_reads()
+    if direct is not None:
+        fetch = direct.fetch
+
+        async def counted(sql: str, args: Any) -> Any:
+            statements[0] += 1
+            return await fetch(sql, args)
+
+        direct.fetch = counted  # type: ignore[method-assign]
+
     # (Devices by name are a prepared read of their own: test_prepared_reads.py.)
     pending = await asyncio.gather(
         *(services.executions.pending_for_device(d) for d in [*ids, ids[0]])

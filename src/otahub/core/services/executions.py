@@ -20,7 +20,7 @@ from otahub.core.entities import Execution, row_to
 from otahub.core.errors import InvalidRequest, InvalidStateTransition, NotFound, VersionConflict
 from otahub.core.policies import JobPolicies
 from otahub.core.services.accounts import DEFAULT_PRODUCT_KEY
-from otahub.core.services.base import IN_CHUNK, ServiceContext
+from otahub.core.services.base import ServiceContext
 from otahub.core.services.batching import Coalescer, ReportWriter
 from otahub.core.states import (
     PENDING,
@@ -60,6 +60,21 @@ PENDING_FOR_THING = (
     )
     .limit(bindparam("limit", None))
 )
+
+
+def pending_for_ids(device_ids: list[Any]) -> Any:
+    """The released pending executions of these devices (`pending_for_devices`)."""
+    return (
+        select(*_EXEC_COLS)
+        .join(jobs, jobs.c.id == executions.c.job_id)
+        .where(
+            executions.c.device_id.in_(device_ids),
+            executions.c.status.in_([literal(s.value) for s in sorted(PENDING)]),
+            executions.c.released_at.is_not(None),
+        )
+    )
+
+
 _EXECUTION_FIELDS = [
     f.name for f in fields(Execution) if f.name in PENDING_FOR_THING.selected_columns
 ]
@@ -85,6 +100,9 @@ class ExecutionService:
         keys = self._pending_for_thing.keys
         self._pending_job_id = keys.index("job_id")
         self._pending_fields = itemgetter(*(keys.index(f) for f in _EXECUTION_FIELDS))
+        self._pending_for_ids = ctx.db.prepare_in(pending_for_ids, "device")
+        ids_keys = self._pending_for_ids.keys
+        self._ids_fields = itemgetter(*(ids_keys.index(f) for f in _EXECUTION_FIELDS))
         self._writer = ReportWriter(self._write_reports)
         self._pending: Coalescer[int, list[Execution]] = Coalescer(self.pending_for_devices)
 
@@ -126,29 +144,18 @@ class ExecutionService:
         found.sort(key=_pending_order)
         return found
 
-    def _pending_row(self, row: tuple[Any, ...]) -> Execution:
-        values = dict(zip(_EXECUTION_FIELDS, self._pending_fields(row), strict=True))
+    def _pending_row(self, row: tuple[Any, ...], fields: Any = None) -> Execution:
+        values = dict(zip(_EXECUTION_FIELDS, (fields or self._pending_fields)(row), strict=True))
         values["status"] = ExecutionStatus(values["status"])
         return Execution(**values)
 
     async def pending_for_devices(self, device_ids: Sequence[int]) -> dict[int, list[Execution]]:
-        """pending_for_device for many devices in one query (notification rendering)."""
-        ids = list(device_ids)
-        found: dict[int, list[Execution]] = {d: [] for d in ids}
-        async with self.ctx.db.read() as conn:
-            for start in range(0, len(ids), IN_CHUNK):
-                q = (
-                    select(*_EXEC_COLS)
-                    .join(jobs, jobs.c.id == executions.c.job_id)
-                    .where(
-                        executions.c.device_id.in_(ids[start : start + IN_CHUNK]),
-                        executions.c.status.in_([s.value for s in PENDING]),
-                        executions.c.released_at.is_not(None),
-                    )
-                )
-                for r in await conn.execute(q):
-                    ex = row_to(Execution, r)
-                    found[ex.device_id].append(ex)
+        """pending_for_device for many devices in one query (notification rendering),
+        prepared once per list size."""
+        found: dict[int, list[Execution]] = {d: [] for d in device_ids}
+        for r in await self._pending_for_ids.all(list(found)):
+            ex = self._pending_row(r, self._ids_fields)
+            found[ex.device_id].append(ex)
         for items in found.values():
             items.sort(key=_pending_order)
         return found

@@ -60,6 +60,7 @@ class JobService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self._by_id: Coalescer[int, Job] = Coalescer(self._jobs_by_id)
+        self._jobs_in = ctx.db.prepare_in(lambda ids: select(jobs).where(jobs.c.id.in_(ids)), "job")
 
     async def create_job(self, tenant_id: int, spec: JobSpec) -> Job:
         spec.policies.validate()
@@ -157,9 +158,9 @@ class JobService:
         return job
 
     async def _jobs_by_id(self, ids: list[int]) -> dict[int, Job]:
-        async with self.ctx.db.read() as conn:
-            rows = await conn.execute(select(jobs).where(jobs.c.id.in_(ids)))
-            return {r.id: row_to(Job, r) for r in rows}
+        keys = self._jobs_in.keys
+        found = (row_to(Job, dict(zip(keys, r, strict=True))) for r in await self._jobs_in.all(ids))
+        return {j.id: j for j in found}
 
     async def list_jobs(
         self,

@@ -11,9 +11,10 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -80,10 +81,40 @@ def _object(row: Any, bucket: str) -> StoredObject:
     )
 
 
+def _object_read(which: Any) -> Any:
+    """A bucket by name with its tenant, and its object of the key that `which` picks
+    (columns of NULLs when there is none): `get`, prepared once."""
+    return (
+        select(
+            buckets.c.tenant_id.label("bucket_tenant_id"),
+            *(c for c in objects.c if c.name not in ("id", "bucket_id")),
+        )
+        .select_from(
+            buckets.outerjoin(
+                objects,
+                and_(
+                    objects.c.bucket_id == buckets.c.id,
+                    objects.c.key == bindparam("key", None),
+                    which,
+                ),
+            )
+        )
+        .where(buckets.c.name == bindparam("bucket", None))
+        .limit(1)
+    )
+
+
+LATEST_OBJECT = _object_read(objects.c.is_latest.is_(True))
+OBJECT_VERSION = _object_read(objects.c.version_id == bindparam("version_id", None))
+
+
 class ObjectService:
     def __init__(self, ctx: ServiceContext, blobs: BlobStore) -> None:
         self.ctx = ctx
         self.blobs = blobs
+        # Job documents' objects are looked up on every device's job request.
+        self._latest = ctx.db.prepare(LATEST_OBJECT)
+        self._version = ctx.db.prepare(OBJECT_VERSION)
 
     # -- buckets --------------------------------------------------------------------
 
@@ -216,15 +247,16 @@ class ObjectService:
     ) -> StoredObject:
         """The latest version of `key`, or the named version. A delete marker as the
         latest version means the key does not exist."""
-        async with self.ctx.db.read() as conn:
-            b = await _bucket(conn, tenant_id, bucket)
-            q = select(objects).where(objects.c.bucket_id == b.id, objects.c.key == key)
-            if version_id is None:
-                q = q.where(objects.c.is_latest.is_(True))
-            else:
-                q = q.where(objects.c.version_id == version_id)
-            row = (await conn.execute(q)).first()
-        if row is None or (version_id is None and row.delete_marker):
+        if version_id is None:
+            read = self._latest
+            found = await read.all(bucket=bucket, key=key)
+        else:
+            read = self._version
+            found = await read.all(bucket=bucket, key=key, version_id=version_id)
+        if not found or found[0][0] != tenant_id:
+            raise NotFound(f"bucket {bucket} does not exist", code="NoSuchBucket")
+        row = SimpleNamespace(**dict(zip(read.keys, found[0], strict=True)))
+        if row.key is None or (version_id is None and row.delete_marker):
             code = "NoSuchKey" if version_id is None else "NoSuchVersion"
             raise NotFound(f"no object {key} in {bucket}", code=code)
         return _object(row, bucket)
