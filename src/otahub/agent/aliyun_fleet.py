@@ -469,14 +469,18 @@ class AliyunFleet(Fleet):
 
         An Alibaba device's reports are MQTT messages that nothing answers: the
         server settles a task some time after the device is done. Wait until it has
-        settled as many tasks as devices finished and sees the hung ones IN_PROGRESS."""
+        settled as many tasks as devices finished and sees the hung ones IN_PROGRESS.
+        The counts come from one call per status, so a task that moves between two
+        calls is counted twice or not at all: only a reading whose counts add up to
+        one task per device is taken."""
         finished = sum(self.counts[s] for s in ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"))
         hung = self.counts["HUNG"]
         deadline = max(deadline, time.monotonic() + self.cfg.settle_seconds)
         while True:
             counts = await server_counts(api, job_id)
             settled = sum(counts.get(s, 0) for s in ("SUCCEEDED", "FAILED", "CANCELED"))
-            if settled >= finished and counts.get("IN_PROGRESS", 0) >= hung:
+            consistent = sum(counts.values()) == self.cfg.devices
+            if consistent and settled >= finished and counts.get("IN_PROGRESS", 0) >= hung:
                 return counts, True
             if time.monotonic() > deadline:
                 return counts, False
