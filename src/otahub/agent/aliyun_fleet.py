@@ -419,12 +419,7 @@ class AliyunFleet(Fleet):
                 self.phase = "done"
         finally:
             await asyncio.gather(*(d.close() for d in devices), return_exceptions=True)
-            if ticker is not None:
-                ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
-                if observer is not None:
-                    observer(self.snapshot(started))
+            await self._stop_ticker(ticker, observer, started)
         return self._report(
             "mqtt",
             register_s=register_s,

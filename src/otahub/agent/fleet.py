@@ -309,12 +309,7 @@ class Fleet:
                 server = await server_counts(iot, self.job_id) if self.job_id else {}
                 self.phase = "done"
         finally:
-            if ticker is not None:
-                ticker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ticker
-                if observer is not None:
-                    observer(self.snapshot(started))
+            await self._stop_ticker(ticker, observer, started)
         return self._report(
             cfg.transport,
             register_s=register_s,
@@ -323,6 +318,21 @@ class Fleet:
             server=server,
             cpu_seconds=time.process_time() - cpu_at_start,
         )
+
+    async def _stop_ticker(
+        self,
+        ticker: asyncio.Task[None] | None,
+        observer: Callable[[Snapshot], None] | None,
+        started: float,
+    ) -> None:
+        """Stop the progress ticker and show the last snapshot."""
+        if ticker is None:
+            return
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        if observer is not None:
+            observer(self.snapshot(started))
 
     def _report(
         self,
