@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import itertools
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from otahub.core.clock import Clock
 from otahub.core.entities import Device, Execution, Job, Package
@@ -49,6 +46,7 @@ from otahub.gateway.aliyun.file_download import FileDownloads
 from otahub.gateway.aliyun.upgrade import Presign, upgrade_info
 from otahub.gateway.aws.jobs_mqtt import Outgoing
 from otahub.gateway.aws.streams_mqtt import ReadRange
+from otahub.gateway.recent import Recent
 
 log = logging.getLogger("otahub.gateway.aliyun")
 S = ExecutionStatus
@@ -57,8 +55,6 @@ STARTED = (S.NOTIFIED, S.IN_PROGRESS)
 # reaches the next pushes this much later); the job's tasks themselves are read fresh,
 # but for block downloads (a canceled task's file stays readable this long).
 CACHE_SECONDS = 2.0
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -87,11 +83,11 @@ class AliyunTopics:
         self.presign = presign
         self.files = FileDownloads(read_range)
         self._ids = itertools.count()
-        self._jobs: _Recent[int, tuple[float, Job]] = _Recent(256)
-        self._packages: _Recent[int, tuple[float, Package]] = _Recent(256)
+        self._jobs: Recent[Job] = Recent(CACHE_SECONDS, 256)
+        self._packages: Recent[Package] = Recent(CACHE_SECONDS, 256)
         # The packages a device may read blocks of, by device: a download asks for
         # hundreds of blocks, which must not cost a database read each.
-        self._readable: _Recent[int, tuple[float, dict[int, Package]]] = _Recent(16384)
+        self._readable: Recent[dict[int, Package]] = Recent(CACHE_SECONDS)
 
     # -- inbound --------------------------------------------------------------------
 
@@ -200,12 +196,12 @@ class AliyunTopics:
         """The packages of the device's released tasks; a file is read block by block,
         so this is read again only after CACHE_SECONDS."""
         hit = self._readable.get(device.id)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+        if hit is not None:
+            return hit
         tasks = await self.tasks(device, cached=True)
         packages = {t.package.id: t.package for t in tasks if t.released}
         if packages:  # a task released a moment from now must be readable at once
-            self._readable.put(device.id, (time.monotonic() + CACHE_SECONDS, packages))
+            self._readable.put(device.id, packages)
         return packages
 
     # -- outbound -------------------------------------------------------------------
@@ -270,36 +266,19 @@ class AliyunTopics:
 
     async def _job(self, job_id: int, cached: bool) -> Job:
         hit = self._jobs.get(job_id) if cached else None
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+        if hit is not None:
+            return hit
         job = await self.services.jobs.get_job_by_id(job_id)
-        self._jobs.put(job_id, (time.monotonic() + CACHE_SECONDS, job))
+        self._jobs.put(job_id, job)
         return job
 
     async def _package(self, package_id: int, cached: bool) -> Package:
         hit = self._packages.get(package_id) if cached else None
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+        if hit is not None:
+            return hit
         package = await self.services.packages.get_package_by_id(package_id)
-        self._packages.put(package_id, (time.monotonic() + CACHE_SECONDS, package))
+        self._packages.put(package_id, package)
         return package
-
-
-class _Recent(Generic[K, V]):
-    """A small map that forgets its oldest entries."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        return self._items.get(key)
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
 
 
 def _progress_report(ex: Execution, report: ProgressReport) -> Report:
