@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolResetState
 
+from otahub.store import sqlite_inline
 from otahub.store.prepared import DirectReads, DirectReadsHolder, PreparedIn, PreparedRead
 
 
@@ -20,15 +21,17 @@ def async_url(url: str) -> str:
     if u.drivername in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
         u = u.set(drivername="postgresql+asyncpg")
     elif u.drivername in ("sqlite", "sqlite+pysqlite"):
-        u = u.set(drivername="sqlite+aiosqlite")
+        u = u.set(drivername=f"sqlite+{sqlite_inline.DRIVER}")
     return u.render_as_string(hide_password=False)
 
 
 class Database:
     """Owns the engine. `transaction()` writes, `read()` only reads.
 
-    On SQLite a writing transaction starts with BEGIN IMMEDIATE, so two writers
-    queue on the lock instead of failing to upgrade it halfway through.
+    On SQLite (called in place on the loop's thread, see `otahub.store.sqlite_inline`)
+    a writing transaction first queues on the process's write lock, then starts with
+    BEGIN IMMEDIATE, so it holds SQLite's lock from its first statement instead of
+    failing to upgrade it halfway through.
     """
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 32) -> None:
@@ -45,7 +48,7 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=8, pool_pre_ping=False)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, sqlite_inline.WriteLock())
         self._direct = DirectReadsHolder(self.url)
 
     @asynccontextmanager
@@ -85,14 +88,7 @@ class Database:
         await self.engine.dispose()
 
 
-def sqlite_in_transaction(dbapi_conn: Any) -> bool:
-    """Whether SQLite has a transaction open on this pooled connection (read from
-    the sqlite3 connection itself, no trip to its thread). True when unknown."""
-    raw = getattr(getattr(dbapi_conn, "_connection", None), "_conn", None)
-    return bool(getattr(raw, "in_transaction", True))
-
-
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, write_lock: sqlite_inline.WriteLock) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -109,13 +105,35 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(sync_engine.pool, "reset")
     def _on_reset(dbapi_conn: Any, _record: Any, state: PoolResetState) -> None:
         # A connection back in the pool is rolled back only when a transaction is
-        # still open on it: after a COMMIT (the usual end of `transaction()` and
-        # `read()`) the rollback SQLAlchemy would send is one more trip to the
-        # connection's thread that does nothing.
-        if state.asyncio_safe and sqlite_in_transaction(dbapi_conn):
+        # still open on it (after the usual COMMIT there is nothing to undo).
+        if sqlite_inline.in_transaction(dbapi_conn):
             dbapi_conn.rollback()
+        write_lock.release(_dbapi(dbapi_conn))
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get("otahub_read_only", False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get("otahub_read_only", False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_conn = _dbapi(conn.connection)
+        write_lock.acquire(dbapi_conn)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            write_lock.release(dbapi_conn)
+            raise
+
+    # The COMMIT or ROLLBACK runs right after these, in the same synchronous step:
+    # the next writer, woken by the release, runs only after it.
+    @event.listens_for(sync_engine, "commit")
+    def _on_commit(conn: Connection) -> None:
+        write_lock.release(_dbapi(conn.connection))
+
+    @event.listens_for(sync_engine, "rollback")
+    def _on_rollback(conn: Connection) -> None:
+        write_lock.release(_dbapi(conn.connection))
+
+
+def _dbapi(conn: Any) -> Any:
+    """The sqlite3 connection behind a pooled connection or its proxy."""
+    return getattr(conn, "dbapi_connection", conn)

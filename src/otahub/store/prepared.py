@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -299,25 +300,24 @@ def _sqlstate(exc: BaseException) -> str:
 
 
 class SqliteReads(DirectReads):
-    """One read-only connection to the database file, on aiosqlite's thread."""
+    """One read-only connection to the database file, called in place on the loop's
+    thread (see `otahub.store.sqlite_inline`); each read is its own snapshot."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
     @classmethod
     async def open(cls, path: str) -> SqliteReads:
-        import aiosqlite
-
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        await conn.execute("PRAGMA busy_timeout=30000")
-        await conn.execute("PRAGMA query_only=ON")
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA query_only=ON")
         return cls(conn)
 
     async def fetch(self, sql: str, args: Sequence[Any]) -> Sequence[Sequence[Any]]:
-        return await self.conn.execute_fetchall(sql, args)  # type: ignore[no-any-return]
+        return self.conn.execute(sql, args).fetchall()
 
     async def close(self) -> None:
-        await self.conn.close()
+        self.conn.close()
 
 
 async def open_direct_reads(url: str) -> DirectReads | None:

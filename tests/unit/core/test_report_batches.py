@@ -267,3 +267,39 @@ async def test_single_flight_shares_one_call_and_its_error() -> None:
     assert results[:4] == [2, 2, 2, 4]
     assert all(isinstance(r, KeyError) for r in results[4:])
     assert await flight.get(1) == 2 and calls.count(1) == 2  # done calls are not kept
+
+
+async def test_a_batch_finds_its_executions_by_the_key_on_sqlite(
+    services: Services, engine: Engine
+) -> None:
+    """SQLite scans a whole table for a bare `(a, b) IN (VALUES …)`: at 10,000
+    devices that scan was most of a report's cost. The batch's SELECT must search the
+    executions' key, by job id and by job reference alike."""
+    db = services.ctx.db
+    if not db.is_sqlite:
+        return  # PostgreSQL plans by table size; its key is used at fleet sizes
+    tenant, ids = await make_fleet(services, 40)
+    job = await group_job(services, tenant)
+    await engine.tick()
+    seen: list[tuple[str, Any]] = []
+
+    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+    def _keep(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "executions" in statement:
+            seen.append((statement, params))
+
+    await asyncio.gather(
+        *(services.executions.report(job.id, d, Report(S.IN_PROGRESS)) for d in ids[:20]),
+        *(
+            services.executions.report_by_ref(tenant, "job1", d, Report(S.IN_PROGRESS))
+            for d in ids[20:]
+        ),
+    )
+    event.remove(db.engine.sync_engine, "before_cursor_execute", _keep)
+    assert seen
+    async with db.read() as conn:
+        for statement, params in seen:
+            plan = (await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)).all()
+            details = [row[-1] for row in plan]
+            assert not [d for d in details if d.startswith("SCAN executions")], details
+    assert await services.jobs.counts(job.id) == {S.IN_PROGRESS: 40}

@@ -609,11 +609,27 @@ async def _lock_for_reports(
         {(i.tenant_id, i.job_ref, i.device_id) for i in batch if i.job_id is None},
         key=lambda t: (t[0] or 0, t[1] or "", t[2]),
     )
+    # Each row-value IN comes with an IN per column: SQLite answers a bare
+    # `(a, b) IN (VALUES …)` by scanning the whole table, and with the per-column
+    # lists it searches the key for them instead (PostgreSQL uses the key either way).
     conds = []
     if by_id:
-        conds.append(tuple_(executions.c.job_id, executions.c.device_id).in_(by_id))
+        conds.append(
+            and_(
+                executions.c.job_id.in_(sorted({j for j, _ in by_id})),
+                executions.c.device_id.in_(sorted({d for _, d in by_id})),
+                tuple_(executions.c.job_id, executions.c.device_id).in_(by_id),
+            )
+        )
     if by_ref:
-        conds.append(tuple_(jobs.c.tenant_id, jobs.c.ref, executions.c.device_id).in_(by_ref))
+        conds.append(
+            and_(
+                jobs.c.tenant_id.in_(sorted({t for t, _, _ in by_ref}, key=lambda t: t or 0)),
+                jobs.c.ref.in_(sorted({r for _, r, _ in by_ref}, key=lambda r: r or "")),
+                executions.c.device_id.in_(sorted({d for _, _, d in by_ref})),
+                tuple_(jobs.c.tenant_id, jobs.c.ref, executions.c.device_id).in_(by_ref),
+            )
+        )
     q = (
         select(
             *_EXEC_COLS,
@@ -668,7 +684,9 @@ async def _name_missing_jobs(conn: AsyncConnection, items: Sequence[_Item]) -> N
         (r.tenant_id, r.ref)
         for r in await conn.execute(
             select(jobs.c.tenant_id, jobs.c.ref).where(
-                tuple_(jobs.c.tenant_id, jobs.c.ref).in_(sorted(refs, key=str))
+                jobs.c.tenant_id.in_(sorted({t or 0 for t, _ in refs})),  # the key (see above)
+                jobs.c.ref.in_(sorted({r for _, r in refs})),
+                tuple_(jobs.c.tenant_id, jobs.c.ref).in_(sorted(refs, key=str)),
             )
         )
     }
