@@ -2,7 +2,7 @@
 subscribed devices through a broker, beside a raw publish loop of the same
 messages through the same broker, in the same run.
 
-    .venv/bin/python bench/notify.py [--devices N] [--broker mqtt://host:port]
+    .venv/bin/python bench/notify.py [--devices N] [--broker mqtt://host:port] [--rounds 3]
 
 Without --broker it starts its own Mosquitto on a free port, configured as
 specs/infra.md measured it (`max_queued_messages 1000000`: the packaged default of
@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
+from sqlalchemy import update
 
 from common import Row, add_json_arg, report
 from otahub.core.clock import SystemClock
@@ -40,6 +41,7 @@ from otahub.gateway.external import IN_FLIGHT, ExternalBroker
 from otahub.gateway.logins import SERVICE_USER
 from otahub.store.db import Database
 from otahub.store.migrate import migrate
+from otahub.store.tables import outbox
 
 
 async def no_blobs(key: str, start: int, length: int) -> bytes:
@@ -102,8 +104,17 @@ async def main() -> None:
     ap.add_argument("--devices", type=int, default=20_000)
     ap.add_argument("--broker", default=None)
     ap.add_argument("--embedded", action="store_true", help="otahub's embedded broker")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="alternating rounds, best of each (default 3; 1 on the embedded broker, where "
+        "amqtt loses some of the raw loop's messages from the second round on)",
+    )
     add_json_arg(ap)
     args = ap.parse_args()
+    if args.rounds is None:
+        args.rounds = 1 if args.embedded else 3
     if args.embedded:
         await run(args)
     elif args.broker is None:
@@ -164,21 +175,28 @@ async def run(args: argparse.Namespace, *, own: bool = False) -> None:
             )
             await transport.start()
 
-        # Raw publish loop through the broker.
-        ready, done, stamps = asyncio.Event(), asyncio.Event(), []
-        sub = asyncio.create_task(count_arrivals(host, port, topic, n, ready, done, stamps, login))
-        await ready.wait()
-        async with aiomqtt.Client(
-            host, port, identifier=f"bench-pub-{tag}", max_inflight_messages=IN_FLIGHT, **login
-        ) as pub:
-            pub.pending_calls_threshold = 2 * IN_FLIGHT
-            t0 = time.perf_counter()
-            for start in range(0, len(raw), IN_FLIGHT):  # the same pipelining as otahub's
-                window = raw[start : start + IN_FLIGHT]
-                await asyncio.gather(*(pub.publish(m.topic, m.payload, qos=1) for m in window))
-            await asyncio.wait_for(done.wait(), 300)
-        raw_s = stamps[0] - t0
-        await sub
+        async def raw_round() -> float:
+            """The raw publish loop through the broker."""
+            ready, done, stamps = asyncio.Event(), asyncio.Event(), []
+            sub = asyncio.create_task(
+                count_arrivals(host, port, topic, n, ready, done, stamps, login)
+            )
+            await ready.wait()
+            async with aiomqtt.Client(
+                host,
+                port,
+                identifier=f"bench-pub-{uuid.uuid4().hex[:6]}",
+                max_inflight_messages=IN_FLIGHT,
+                **login,
+            ) as pub:
+                pub.pending_calls_threshold = 2 * IN_FLIGHT
+                t0 = time.perf_counter()
+                for start in range(0, len(raw), IN_FLIGHT):  # the same pipelining as otahub's
+                    window = raw[start : start + IN_FLIGHT]
+                    await asyncio.gather(*(pub.publish(m.topic, m.payload, qos=1) for m in window))
+                await asyncio.wait_for(done.wait(), 300)
+            await sub
+            return stamps[0] - t0
 
         # otahub: drain the outbox through the broker client, or in-process into the
         # embedded broker.
@@ -194,14 +212,29 @@ async def run(args: argparse.Namespace, *, own: bool = False) -> None:
             runner = asyncio.create_task(ext.run(stop))
             await asyncio.wait_for(ext.connected.wait(), 10)
             sink = ext.sink
-        ready, done, stamps = asyncio.Event(), asyncio.Event(), []
-        sub = asyncio.create_task(count_arrivals(host, port, topic, n, ready, done, stamps, login))
-        await ready.wait()
-        t0 = time.perf_counter()
-        await OutboxPublisher(db, svc.ctx.clock, sink, batch=5000).drain()
-        await asyncio.wait_for(done.wait(), 300)
-        ours_s = stamps[0] - t0
-        await sub
+
+        async def ours_round() -> float:
+            async with db.transaction() as conn:  # every round sends the same rows
+                await conn.execute(update(outbox).values(sent_at=None, claimed_until=None))
+            ready, done, stamps = asyncio.Event(), asyncio.Event(), []
+            sub = asyncio.create_task(
+                count_arrivals(host, port, topic, n, ready, done, stamps, login)
+            )
+            await ready.wait()
+            t0 = time.perf_counter()
+            await OutboxPublisher(db, svc.ctx.clock, sink, batch=5000).drain()
+            await asyncio.wait_for(done.wait(), 300)
+            await sub
+            return stamps[0] - t0
+
+        # Rounds alternate, best of each: a broker's throughput drifts between
+        # back-to-back runs of the same loop by up to half.
+        raw_times: list[float] = []
+        ours_times: list[float] = []
+        for _ in range(args.rounds):
+            raw_times.append(await raw_round())
+            ours_times.append(await ours_round())
+        raw_s, ours_s = min(raw_times), min(ours_times)
         stop.set()
         if runner is not None:
             await runner
@@ -224,7 +257,8 @@ async def run(args: argparse.Namespace, *, own: bool = False) -> None:
         [
             Row("notify", f"{n:,} notifications ({broker})", n / ours_s, "msg/s",
                 baseline=n / raw_s, baseline_name="raw publish loop", min_ratio=0.7,
-                note="QoS 1; notify and notify-next per device, clocked on notify-next"),
+                note=f"QoS 1; notify and notify-next per device, clocked on notify-next; "
+                     f"best of {args.rounds} alternating rounds"),
         ],
         args.json,
     )  # fmt: skip

@@ -24,6 +24,7 @@ from otahub.blobs.hashing import StreamDigest
 from otahub.blobs.keys import check_key
 
 PART_SIZE = 8 * 1024 * 1024
+S3_READ = 16 * READ_CHUNK  # per read from an S3 response body, on a thread
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_COPY_OBJECT = 5 * 1024**3
 INCOMING_PREFIX = ".incoming/"
@@ -243,14 +244,16 @@ class S3BlobStore:
             raise
         body = response["Body"]
         try:
-            while chunk := await self._read(body):
-                yield chunk
+            # One thread hop per S3_READ, handed on in READ_CHUNK pieces.
+            while data := await self._read(body):
+                for at in range(0, len(data), READ_CHUNK):
+                    yield data[at : at + READ_CHUNK]
         finally:
             body.close()
 
     async def _read(self, body: Any) -> bytes:
         try:
-            data: bytes = await run_blocking(body.read, READ_CHUNK)
+            data: bytes = await run_blocking(body.read, S3_READ)
         except BotoCoreError as exc:
             raise BlobError(f"S3 read failed: {exc}") from exc
         return data
