@@ -135,5 +135,6 @@ def _configure_sqlite(engine: AsyncEngine, write_lock: sqlite_inline.WriteLock) 
 
 
 def _dbapi(conn: Any) -> Any:
-    """The sqlite3 connection behind a pooled connection or its proxy."""
+    """The DBAPI connection (`sqlite_inline.AdaptedConnection`) behind a pooled
+    connection or its proxy: what the write lock is held for."""
     return getattr(conn, "dbapi_connection", conn)
