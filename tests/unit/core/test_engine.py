@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 
 from otahub.core.clock import FakeClock
-from otahub.core.engine import Engine
+from otahub.core.engine import Engine, EngineSettings
 from otahub.core.entities import PackageFile
 from otahub.core.errors import InvalidStateTransition
 from otahub.core.policies import (
@@ -32,6 +33,7 @@ from otahub.core.states import (
     TargetSelection,
     VerifyState,
 )
+from otahub.store.db import Database
 from tests.unit.core.fleet import group_job, make_fleet
 
 S = ExecutionStatus
@@ -465,3 +467,35 @@ async def test_cancel_and_delete_job(services: Services, engine: Engine) -> None
     assert await services.jobs.counts(job.id) == {S.CANCELED: 3}
     await services.jobs.delete_job(tenant, job.ref)
     assert await services.jobs.list_jobs(tenant) == []
+
+
+async def test_a_release_in_many_chunks_lets_the_loop_turn_between_them(
+    services: Services, clock: FakeClock
+) -> None:
+    """SQLite's calls never suspend (otahub.store.sqlite_inline): were there no
+    turn of the loop between chunks, device requests would wait for a whole
+    rollout's release instead of one chunk."""
+    tenant, _ = await make_fleet(services, 600)
+    job = await group_job(services, tenant)
+    engine = Engine(services.ctx.db, clock, EngineSettings(chunk=100))
+    turns: list[int] = []
+    busy = True
+
+    async def other_work() -> None:
+        while busy:
+            turns.append(await released(services, job.id))
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    await engine.tick()
+    busy = False
+    await other
+    assert await released(services, job.id) == 600
+    # the other task saw the release in progress, chunk after chunk
+    assert len({n for n in turns if 0 < n < 600}) >= 3, turns
+
+
+def test_sqlite_releases_in_smaller_chunks(db: Database, clock: FakeClock) -> None:
+    assert Engine(db, clock).chunk == (10_000 if db.is_sqlite else 50_000)
+    assert Engine(db, clock, EngineSettings(chunk=7)).chunk == 7
