@@ -98,7 +98,7 @@ def _configure_sqlite(engine: AsyncEngine, write_lock: sqlite_inline.WriteLock) 
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(sqlite_inline.BUSY_TIMEOUT_S * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 

@@ -6,12 +6,14 @@ a transaction is still open on them."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from otahub.store import sqlite_inline
 from otahub.store.db import Database
 from otahub.store.sqlite_inline import AdaptedConnection
 
@@ -104,3 +106,23 @@ async def test_a_failed_write_frees_the_lock(db: Database) -> None:
         await conn.execute(text("INSERT INTO t VALUES (2)"))
     async with db.read() as conn:
         assert (await conn.execute(text("SELECT x FROM t"))).scalars().all() == [2]
+
+
+async def test_a_writer_that_waits_too_long_is_told_the_database_is_locked(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A holder that waits on a task waiting for the lock would wait forever; the
+    waiter gives up after the busy timeout, as SQLite's own lock did."""
+    monkeypatch.setattr(sqlite_inline, "BUSY_TIMEOUT_S", 0.2)
+
+    async def second_writer() -> None:
+        async with db.transaction() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (2)"))
+
+    async with db.transaction() as conn:
+        await conn.execute(text("INSERT INTO t VALUES (1)"))
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            await asyncio.wait_for(asyncio.create_task(second_writer()), 5)
+    await second_writer()  # the lock was freed by the first commit
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT x FROM t ORDER BY x"))).scalars().all() == [1, 2]
