@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, bindparam
 from sqlalchemy.engine import Dialect, make_url
 
+from otahub.store.sqlite_inline import BUSY_TIMEOUT_S
+
 if TYPE_CHECKING:
     from otahub.store.db import Database
 
@@ -309,7 +311,7 @@ class SqliteReads(DirectReads):
     @classmethod
     async def open(cls, path: str) -> SqliteReads:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA query_only=ON")
         return cls(conn)
 
