@@ -22,7 +22,6 @@ from otahub.blobs.fs import FilesystemBlobStore
 from otahub.core.services import JobSpec, Services
 from otahub.core.services.streams import StreamFile
 from otahub.gateway.bridge import DeviceBridge
-from otahub.gateway.external import ExternalBroker
 from otahub.signing import (
     certificate_to_pem,
     create_code_signing_certificate,
@@ -31,6 +30,7 @@ from otahub.signing import (
     signature_to_base64,
 )
 from tests.conftest import need_service
+from tests.integration.mosquitto import gateway_on_mosquitto
 
 pytestmark = pytest.mark.mosquitto
 
@@ -52,18 +52,10 @@ async def otahub_side(services: Services, tmp_path: Path) -> AsyncIterator[dict[
 
     tenant = await services.accounts.tenant("222222222222")
     bridge = DeviceBridge(services, services.ctx.clock, read_range, default_tenant=tenant.id)
-    tag = uuid.uuid4().hex[:8]
-    ext = ExternalBroker(
-        "mqtt://127.0.0.1:1883", bridge, client_id=f"otahub-{tag}", share_group=f"g{tag}"
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(ext.run(stop))
-    await asyncio.wait_for(ext.connected.wait(), 10)
     key = generate_private_key("ECDSA")
     cert = certificate_to_pem(create_code_signing_certificate(key, "otahub test signer"))
-    yield {"tenant": tenant.id, "store": store, "key": key, "cert": cert, "tag": tag}
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    async with gateway_on_mosquitto(bridge) as (_, tag):
+        yield {"tenant": tenant.id, "store": store, "key": key, "cert": cert, "tag": tag}
 
 
 async def ota_job(

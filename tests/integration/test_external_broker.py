@@ -17,6 +17,7 @@ from otahub.core.services import JobSpec, Services
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.external import ExternalBroker, NotConnected
 from tests.conftest import need_service
+from tests.integration.mosquitto import gateway_on_mosquitto
 
 pytestmark = pytest.mark.mosquitto
 
@@ -30,16 +31,8 @@ async def broker(services: Services) -> AsyncIterator[tuple[ExternalBroker, int]
     need_service("Mosquitto", "127.0.0.1", 1883)
     tenant = await services.accounts.tenant("111111111111")
     bridge = DeviceBridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
-    tag = uuid.uuid4().hex[:8]
-    ext = ExternalBroker(
-        "mqtt://127.0.0.1:1883", bridge, client_id=f"otahub-{tag}", share_group=f"g{tag}"
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(ext.run(stop))
-    await asyncio.wait_for(ext.connected.wait(), 10)
-    yield ext, tenant.id
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    async with gateway_on_mosquitto(bridge) as (ext, _):
+        yield ext, tenant.id
 
 
 async def next_message(device: aiomqtt.Client, topic_suffix: str) -> dict[str, Any]:

@@ -17,8 +17,8 @@ import pytest
 from otahub.core.services import Services
 from otahub.core.services.streams import StreamFile
 from otahub.gateway.bridge import DeviceBridge
-from otahub.gateway.external import ExternalBroker
 from tests.conftest import need_service
+from tests.integration.mosquitto import gateway_on_mosquitto
 
 pytestmark = pytest.mark.mosquitto
 
@@ -40,16 +40,8 @@ async def thing(services: Services) -> AsyncIterator[str]:
     await services.registry.create_device(tenant.id, name)
     await services.streams.create(tenant.id, "fw", [StreamFile(0, "blobs/fw", len(FILE), {})])
     bridge = DeviceBridge(services, services.ctx.clock, read_range, default_tenant=tenant.id)
-    tag = uuid.uuid4().hex[:8]
-    ext = ExternalBroker(
-        "mqtt://127.0.0.1:1883", bridge, client_id=f"otahub-{tag}", share_group=f"g{tag}"
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(ext.run(stop))
-    await asyncio.wait_for(ext.connected.wait(), 10)
-    yield name
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    async with gateway_on_mosquitto(bridge):
+        yield name
 
 
 async def answers(device: aiomqtt.Client, count: int) -> list[tuple[str, int, dict[str, Any]]]:
