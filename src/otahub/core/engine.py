@@ -6,6 +6,14 @@ applies abort criteria; (2) releases what the rollout policy allows now, chunk b
 chunk; (3) completes it when nothing is left. A crash at any instant loses
 nothing: each chunk commits the executions, their outbox rows and the job's cursor
 together, and the next tick resumes from what was committed.
+
+One job cannot stop the others: a pass that raises on a job is rolled back, the
+error is recorded on the job (`engine_error`, shown by the faces) and the job is
+left alone for a while that doubles with each failure in a row, up to an hour,
+while every other job goes on. Backing off rather than parking the job for good
+lets a passing failure (a lock, a dropped connection) heal by itself; the error is
+logged once, when it is new, so a lasting one costs a retry an hour and no log
+flood. A successful pass, an update or a cancel clears it.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otahub.core.clock import Clock
@@ -50,6 +58,10 @@ CHUNK = 50_000
 # loop while it is written, ~20 ms per 10,000 executions.
 SQLITE_CHUNK = 10_000
 
+FAILURE_BACKOFF_FIRST = timedelta(seconds=30)
+FAILURE_BACKOFF_MAX = timedelta(hours=1)
+ERROR_TEXT_MAX = 500  # AWS's `comment` holds 2028 characters
+
 
 @dataclass
 class EngineSettings:
@@ -66,19 +78,27 @@ class Engine:
         self.released_total = 0  # executions this engine released, for metrics
 
     async def tick(self) -> None:
-        """One pass over every active job."""
+        """One pass over every active job that is not backing off after a failure."""
+        now = self.clock.now()
         async with self.db.read() as conn:
-            job_ids = list(
-                (
-                    await conn.execute(
-                        select(jobs.c.id)
-                        .where(jobs.c.status.in_([s.value for s in ACTIVE_JOB]))
-                        .order_by(jobs.c.id)
+            due = (
+                await conn.execute(
+                    select(jobs.c.id, jobs.c.engine_error)
+                    .where(
+                        jobs.c.status.in_([s.value for s in ACTIVE_JOB]),
+                        or_(jobs.c.next_tick_at.is_(None), jobs.c.next_tick_at <= now),
                     )
-                ).scalars()
-            )
-        for job_id in job_ids:
-            await self.tick_job(job_id)
+                    .order_by(jobs.c.id)
+                )
+            ).all()
+        for job_id, error in due:
+            try:
+                await self.tick_job(job_id)
+            except Exception as exc:
+                await self._record_failure(job_id, exc)
+            else:
+                if error is not None:
+                    await self._clear_failure(job_id)
 
     async def tick_job(self, job_id: int) -> None:
         if not await self._maintain(job_id):
@@ -96,6 +116,46 @@ class Engine:
                 log.exception("engine tick failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.interval)
+
+    # -- failures -----------------------------------------------------------------
+
+    async def _record_failure(self, job_id: int, exc: Exception) -> None:
+        now = self.clock.now()
+        text = failure_text(exc)
+        try:
+            async with self.db.transaction() as conn:
+                row = (
+                    await conn.execute(
+                        select(jobs.c.ref, jobs.c.engine_error, jobs.c.engine_failures).where(
+                            jobs.c.id == job_id
+                        )
+                    )
+                ).first()
+                if row is None:
+                    return
+                failures = row.engine_failures + 1
+                values: dict[str, Any] = {
+                    "engine_error": text,
+                    "engine_failures": failures,
+                    "next_tick_at": now + failure_backoff(failures),
+                }
+                if row.engine_error != text:
+                    values["engine_error_at"] = now
+                await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+        except Exception:
+            log.warning("could not record the engine's failure on job %s", job_id, exc_info=True)
+            return
+        if row.engine_error != text:
+            log.error(
+                "job %s: the engine failed on it and retries later: %s", row.ref, text, exc_info=exc
+            )
+        else:
+            log.debug("job %s: the engine failed on it again: %s", row.ref, text)
+
+    async def _clear_failure(self, job_id: int) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(update(jobs).where(jobs.c.id == job_id).values(**CLEAR_FAILURE))
+        log.info("job %s: the engine's pass succeeds again", job_id)
 
     # -- steps --------------------------------------------------------------------
 
@@ -137,7 +197,7 @@ class Engine:
                 extra_where=executions.c.deadline_at <= now,
                 retry_allowed=retry.allowed_retries(S.TIMED_OUT),
             )
-            ready = now - timedelta(minutes=retry.interval_minutes)
+            ready = now - retry.wait()
             create_mode = ReleaseMode(job.release_mode) is ReleaseMode.CREATE
             await rollout.create_retries(
                 conn, job, now, ready, status=S.QUEUED, released=create_mode
@@ -301,6 +361,29 @@ class Engine:
                 await settle_verification(conn, job, now)
 
 
+# What a successful pass, an update or a cancel writes over a recorded failure.
+CLEAR_FAILURE: dict[str, Any] = {
+    "engine_error": None,
+    "engine_error_at": None,
+    "engine_failures": 0,
+    "next_tick_at": None,
+}
+
+
+def failure_text(exc: BaseException) -> str:
+    """The exception as one printable line, safe to show through any face: its first
+    line only (a database error's later lines hold the statement and parameters)."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return "".join(ch if ch.isprintable() else " " for ch in text)[:ERROR_TEXT_MAX]
+
+
+def failure_backoff(failures: int) -> timedelta:
+    """How long a job waits after its `failures`-th failed pass in a row."""
+    doubled: timedelta = FAILURE_BACKOFF_FIRST * 2 ** min(failures - 1, 16)
+    return min(doubled, FAILURE_BACKOFF_MAX)
+
+
 def _fresh(job: Any, mode: ReleaseMode) -> dict[str, Any]:
     """How new executions of this job start."""
     if mode is ReleaseMode.CREATE:
@@ -352,6 +435,7 @@ async def cancel_job_in(
         reason_code=reason_code,
         comment=comment,
         completed_at=now,
+        **CLEAR_FAILURE,
     )
     if job.is_verify and job.package_id is not None:
         await settle_verification(conn, job, now)

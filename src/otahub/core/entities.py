@@ -144,6 +144,9 @@ class Job:
     started_at: datetime | None
     completed_at: datetime | None
     version: int
+    # Why the engine's last pass over the job failed (the job is retried later), if it did.
+    engine_error: str | None = None
+    engine_error_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,11 @@
 
 Each is a small frozen value with its own validation and the pure arithmetic the
 engine needs. They are stored as one JSON document on the job row.
+
+Validation is the core's, whatever face built the value: every number must be one
+the engine can compute with (finite, a whole number where it counts or waits, within
+the widest range any face documents), so no request can store a job that stalls the
+engine. The arithmetic is capped as well, for rows stored before these rules.
 """
 
 from __future__ import annotations
@@ -16,6 +21,40 @@ from cronsim import CronSim, CronSimError
 
 from otahub.core.errors import InvalidRequest
 from otahub.core.states import ExecutionStatus, FailureType
+from otahub.domain.limits import INT32_MAX, Refused, check_float, check_int, check_text
+
+# The widest ranges the faces document (AWS specs §1.5; Alibaba: MaximumPerMinute up to
+# 10,000, RetryInterval up to 1,440 minutes).
+MAX_RATE_PER_MINUTE = 10_000
+RAMP_CAP_PER_MINUTE = 1000  # an exponential ramp without maximumPerMinute stops here
+MAX_RAMP_STEPS = 60  # past this the ramp has passed any cap
+MAX_TIMEOUT_MINUTES = 10_080
+MAX_RETRY_INTERVAL_MINUTES = 1440
+MAX_RETRIES = 10
+
+
+def whole(value: object, name: str, low: int, high: int) -> int:
+    """`value` as a whole number within [low, high]; InvalidRequest otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be a whole number from {low} to {high}")
+    try:
+        return check_int(value, name, low, high)
+    except Refused as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def number(value: object, name: str, low: float, high: float) -> float:
+    """`value` as a finite number within [low, high]; InvalidRequest otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest(f"{name} must be a number from {low} to {high}")
+    try:
+        if isinstance(value, float):
+            check_float(value, name)
+    except Refused as exc:
+        raise InvalidRequest(str(exc)) from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be between {low} and {high}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -26,18 +65,27 @@ class ExponentialRate:
     every_succeeded: int | None = None
 
     def validate(self) -> None:
-        if not 1 <= self.base_per_minute <= 1000:
-            raise InvalidRequest("baseRatePerMinute must be between 1 and 1000")
-        if not 1.1 <= self.increment_factor <= 5:
-            raise InvalidRequest("incrementFactor must be between 1.1 and 5")
+        whole(self.base_per_minute, "baseRatePerMinute", 1, RAMP_CAP_PER_MINUTE)
+        number(self.increment_factor, "incrementFactor", 1.1, 5)
         if (self.every_notified is None) == (self.every_succeeded is None):
             raise InvalidRequest(
                 "rateIncreaseCriteria needs exactly one of numberOfNotifiedThings "
                 "or numberOfSucceededThings"
             )
-        for n in (self.every_notified, self.every_succeeded):
-            if n is not None and n < 1:
-                raise InvalidRequest("rate increase criteria must be at least 1")
+        if self.every_notified is not None:
+            whole(self.every_notified, "numberOfNotifiedThings", 1, INT32_MAX)
+        if self.every_succeeded is not None:
+            whole(self.every_succeeded, "numberOfSucceededThings", 1, INT32_MAX)
+
+    def rate(self, steps: int, cap: int) -> int:
+        """The rate after `steps` increases, at most `cap`: multiplied only until it
+        reaches the cap, so no stored factor can overflow it."""
+        rate = float(self.base_per_minute)
+        for _ in range(min(steps, MAX_RAMP_STEPS)):
+            if rate >= cap:
+                break
+            rate *= self.increment_factor
+        return max(1, math.floor(min(rate, cap)))
 
 
 @dataclass(frozen=True)
@@ -50,32 +98,36 @@ class RolloutPolicy:
     skip_busy: bool = False  # leave out devices with unfinished work in another job
 
     def validate(self) -> None:
-        if self.max_per_minute is not None and self.max_per_minute < 1:
-            raise InvalidRequest("maximumPerMinute must be at least 1")
-        if self.exponential:
+        if self.max_per_minute is not None:
+            whole(self.max_per_minute, "maximumPerMinute", 1, MAX_RATE_PER_MINUTE)
+        if self.exponential is not None:
             self.exponential.validate()
-        if self.gray_percent is not None and not 0 < self.gray_percent <= 100:
-            raise InvalidRequest("gray percentage must be above 0 and at most 100")
+        if self.gray_percent is not None:
+            number(self.gray_percent, "gray percentage", 0, 100)
+            if self.gray_percent == 0:
+                raise InvalidRequest("gray percentage must be above 0 and at most 100")
+        if not isinstance(self.skip_busy, bool):
+            raise InvalidRequest("skip_busy must be true or false")
 
     def rate_per_minute(self, notified: int, succeeded: int) -> int | None:
-        """Executions that may be released in one minute now; None means no cap."""
+        """Executions that may be released in one minute now; None means no cap.
+        Never above MAX_RATE_PER_MINUTE, whatever an old row holds."""
         exp = self.exponential
+        cap = self.max_per_minute
+        if cap is not None:
+            cap = max(1, min(cap, MAX_RATE_PER_MINUTE))
         if exp is None:
-            return self.max_per_minute
-        if exp.every_notified:
-            steps = notified // exp.every_notified
-        else:
-            steps = succeeded // (exp.every_succeeded or 1)
-        # Past ~60 steps the float overflows any cap; stop multiplying there.
-        rate = exp.base_per_minute * exp.increment_factor ** min(steps, 60)
-        cap = self.max_per_minute if self.max_per_minute is not None else 1000
-        return max(1, min(cap, math.floor(rate)))
+            return cap
+        every = exp.every_notified or exp.every_succeeded or 1
+        reached = notified if exp.every_notified else succeeded
+        return exp.rate(int(reached // every), cap or RAMP_CAP_PER_MINUTE)
 
     def target_cap(self, total_targets: int) -> int | None:
         """How many targets get an execution (gray release); None means all."""
         if self.gray_percent is None:
             return None
-        return max(1, math.floor(total_targets * self.gray_percent / 100))
+        share = min(self.gray_percent, 100)
+        return max(1, math.floor(total_targets * share / 100))
 
 
 @dataclass(frozen=True)
@@ -85,10 +137,10 @@ class AbortCriterion:
     min_executed: int
 
     def validate(self) -> None:
-        if not 0 <= self.threshold_percent <= 100:
-            raise InvalidRequest("thresholdPercentage must be between 0 and 100")
-        if self.min_executed < 1:
-            raise InvalidRequest("minNumberOfExecutedThings must be at least 1")
+        if not isinstance(self.failure_type, FailureType):
+            raise InvalidRequest("failureType must be FAILED, REJECTED, TIMED_OUT or ALL")
+        number(self.threshold_percent, "thresholdPercentage", 0, 100)
+        whole(self.min_executed, "minNumberOfExecutedThings", 1, INT32_MAX)
 
     def is_met(self, counts: dict[ExecutionStatus, int]) -> bool:
         executed = sum(counts.get(s, 0) for s in EXECUTED)
@@ -124,14 +176,18 @@ class RetryPolicy:
         if len(self.criteria) > 2:
             raise InvalidRequest("at most two retry criteria")
         for c in self.criteria:
+            if not isinstance(c.failure_type, FailureType):
+                raise InvalidRequest("failureType must be FAILED, TIMED_OUT or ALL")
             if c.failure_type is FailureType.REJECTED:
                 raise InvalidRequest("REJECTED executions are not retried")
-            if not 0 <= c.retries <= 10:
-                raise InvalidRequest("numberOfRetries must be between 0 and 10")
+            whole(c.retries, "numberOfRetries", 0, MAX_RETRIES)
             if c.failure_type is FailureType.TIMED_OUT and not has_timeout:
                 raise InvalidRequest("retrying TIMED_OUT executions needs a timeout config")
-        if self.interval_minutes < 0:
-            raise InvalidRequest("retry interval must not be negative")
+        whole(self.interval_minutes, "retry interval", 0, MAX_RETRY_INTERVAL_MINUTES)
+
+    def wait(self) -> timedelta:
+        """How long after a failure its retry is queued (capped for old rows)."""
+        return timedelta(minutes=max(0, min(self.interval_minutes, MAX_RETRY_INTERVAL_MINUTES)))
 
     def allowed_retries(self, status: ExecutionStatus) -> int:
         """How many retries in total an execution that ended in `status` may get."""
@@ -139,7 +195,7 @@ class RetryPolicy:
         for c in self.criteria:
             if status in c.failure_type.statuses():
                 allowed = max(allowed, c.retries)
-        return min(allowed, 10)
+        return min(allowed, MAX_RETRIES)
 
 
 @dataclass(frozen=True)
@@ -147,8 +203,8 @@ class TimeoutPolicy:
     in_progress_minutes: int | None = None
 
     def validate(self) -> None:
-        if self.in_progress_minutes is not None and not 1 <= self.in_progress_minutes <= 10080:
-            raise InvalidRequest("inProgressTimeoutInMinutes must be between 1 and 10080")
+        if self.in_progress_minutes is not None:
+            whole(self.in_progress_minutes, "inProgressTimeoutInMinutes", 1, MAX_TIMEOUT_MINUTES)
 
 
 class EndBehavior(StrEnum):
@@ -163,12 +219,13 @@ class MaintenanceWindow:
     duration_minutes: int
 
     def validate(self) -> None:
+        if not isinstance(self.cron, str):
+            raise InvalidRequest("a maintenance window's start time must be a cron expression")
         try:
-            CronSim(self.cron, datetime(2026, 1, 1))
-        except CronSimError as exc:
+            CronSim(check_text(self.cron, "the maintenance window"), datetime(2026, 1, 1))
+        except (CronSimError, Refused) as exc:
             raise InvalidRequest(f"invalid maintenance window expression {self.cron!r}") from exc
-        if not 1 <= self.duration_minutes <= 1430:
-            raise InvalidRequest("durationInMinutes must be between 1 and 1430")
+        whole(self.duration_minutes, "durationInMinutes", 1, 1430)
 
     def contains(self, when: datetime) -> bool:
         """Whether `when` lies inside an occurrence of this window."""
@@ -188,8 +245,13 @@ class SchedulePolicy:
     windows: tuple[MaintenanceWindow, ...] = ()
 
     def validate(self) -> None:
+        for when in (self.start_at, self.end_at):
+            if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):
+                raise InvalidRequest("schedule times must be timezone-aware datetimes")
         if self.start_at and self.end_at and self.end_at <= self.start_at:
             raise InvalidRequest("the end time must come after the start time")
+        if not isinstance(self.end_behavior, EndBehavior):
+            raise InvalidRequest("endBehavior must be STOP_ROLLOUT, CANCEL or FORCE_CANCEL")
         for w in self.windows:
             w.validate()
 

@@ -227,7 +227,12 @@ jobs = Table(
     Column("rate_window", Integer, nullable=False, server_default="-1"),
     Column("rate_window_count", Integer, nullable=False, server_default="0"),
     Column("rollout_stopped", Boolean, nullable=False, server_default=text("false")),
-    Column("next_tick_at", UTCDateTime),
+    Column("next_tick_at", UTCDateTime),  # the engine leaves the job alone until then
+    # The engine's last failure on this job (cleared when a pass succeeds, or the job
+    # is updated or canceled) and how many passes in a row failed, for the backoff.
+    Column("engine_error", Text),
+    Column("engine_error_at", UTCDateTime),
+    Column("engine_failures", Integer, nullable=False, server_default="0"),
     Column("force_canceled", Boolean, nullable=False, server_default=text("false")),
     Column("reason_code", String(128)),
     Column("comment", Text),

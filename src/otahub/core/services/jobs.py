@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otahub.core import selectors as sel
-from otahub.core.engine import cancel_job_in
+from otahub.core.engine import CLEAR_FAILURE, cancel_job_in
 from otahub.core.entities import Job, row_to
 from otahub.core.errors import AlreadyExists, InvalidRequest, InvalidStateTransition, NotFound
 from otahub.core.policies import JobPolicies
@@ -228,7 +228,9 @@ class JobService:
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as conn:
             job = await job_by_ref(conn, tenant_id, ref, lock=self.ctx.db.is_postgres)
+            # A job the engine failed on gets its next pass now.
             values: dict[str, Any] = {"updated_at": now, "version": job.version + 1}
+            values.update(CLEAR_FAILURE)
             if policies is not None:
                 policies.validate()
                 values["policies"] = policies.to_json()
