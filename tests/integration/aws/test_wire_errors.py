@@ -283,7 +283,8 @@ def raw_error(server: ServerProcess, service: str, call: str, **params: Any) -> 
             {"profileName": "bad-name", "platformId": "p"},
             "ValidationException",
         ),
-        ("signer", "get_signing_profile", {"profileName": "x"}, "ValidationException"),  # min 2
+        # min 2; GetSigningProfile declares no ValidationException: no such profile can exist
+        ("signer", "get_signing_profile", {"profileName": "x"}, "ResourceNotFoundException"),
     ],
 )
 def test_validation_errors(

@@ -12,10 +12,12 @@ a value matches a prefix. Anything else (shadow, device defender, ...) is refuse
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from otahub.core.errors import InvalidRequest
 from otahub.core.selectors import And, Match, Not, Or, Range, Selector
+from otahub.domain.limits import check_float
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -27,6 +29,9 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _RANGE = re.compile(r"^([\[{])\s*(\S+)\s+TO\s+(\S+)\s*([\]}])$")
+# Parentheses and NOTs nest the parser's recursion: deeper than any real query,
+# far from Python's recursion limit.
+MAX_NESTING = 32
 
 
 class InvalidQuery(InvalidRequest):
@@ -69,6 +74,7 @@ class _Parser:
     def __init__(self, tokens: list[_Tok]) -> None:
         self.tokens = tokens
         self.pos = 0
+        self.depth = 0
 
     def _peek(self) -> _Tok | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -96,10 +102,10 @@ class _Parser:
             raise InvalidQuery("the query ends too early")
         if t.kind == "op" and t.text == "NOT":
             self.pos += 1
-            return Not(self.unary())
+            return Not(self._nested(self.unary))
         if t.kind == "lparen":
             self.pos += 1
-            inner = self.expr()
+            inner = self._nested(self.expr)
             close = self._peek()
             if close is None or close.kind != "rparen":
                 raise InvalidQuery("a parenthesis is not closed")
@@ -109,6 +115,15 @@ class _Parser:
             self.pos += 1
             return _term(t.text)
         raise InvalidQuery(f"unexpected {t.text!r} in the query")
+
+    def _nested(self, parse: Callable[[], Selector]) -> Selector:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise InvalidQuery(f"the query nests more than {MAX_NESTING} deep")
+        try:
+            return parse()
+        finally:
+            self.depth -= 1
 
 
 def _field(name: str) -> str:
@@ -129,9 +144,9 @@ def _number(text: str) -> float | None:
     if text == "*":
         return None
     try:
-        return float(text)
-    except ValueError as exc:
-        raise InvalidQuery(f"{text!r} is not a number") from exc
+        return check_float(float(text))
+    except ValueError as exc:  # Refused is one: NaN and infinities are no bound
+        raise InvalidQuery(f"{text[:40]!r} is not a number") from exc
 
 
 def _term(text: str) -> Selector:

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
-from otahub.faces.aws.wire.app import Handler
+from otahub.core.errors import OtahubError
+from otahub.faces.aws.wire.app import AwsContext, Handler
+from otahub.faces.aws.wire.errors import as_declared, from_core
+from otahub.faces.aws.wire.model import service_model
 
 HANDLERS: dict[tuple[str, str], Handler] = {}
 
 
 def handles(service: str, operation: str) -> Callable[[Handler], Handler]:
+    """Register `fn` as the operation's handler. What it registers answers a core
+    error in a code the operation's model declares; `fn` itself is returned as it is,
+    for the handlers that call one another."""
+
     def register(fn: Handler) -> Handler:
-        HANDLERS[(service, operation)] = fn
+        @functools.wraps(fn)
+        async def answer(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any] | None:
+            try:
+                return await fn(ctx, p)
+            except OtahubError as exc:
+                op = service_model(service).operation_model(operation)
+                raise as_declared(op, from_core(service, exc)) from exc
+
+        HANDLERS[(service, operation)] = answer
         return fn
 
     return register

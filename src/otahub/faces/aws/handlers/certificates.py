@@ -6,7 +6,7 @@ from typing import Any
 
 from otahub.core.errors import InvalidRequest
 from otahub.faces.aws.handlers import handles
-from otahub.faces.aws.handlers.common import thing
+from otahub.faces.aws.handlers.common import single_page, thing
 from otahub.faces.aws.wire.app import AwsContext
 
 
@@ -81,6 +81,7 @@ async def detach(ctx: AwsContext, p: dict[str, Any]) -> None:
 
 @handles("iot", "ListThingPrincipals")
 async def list_principals(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
+    single_page(p)
     d = await thing(ctx, p["thingName"])
     ids = await ctx.services.certificates.certificates_of(d.id)
     return {"principals": [ctx.arn(f"cert/{i}") for i in ids]}

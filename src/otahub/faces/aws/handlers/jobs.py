@@ -21,8 +21,9 @@ from otahub.core.policies import (
 )
 from otahub.core.services import JobSpec
 from otahub.core.states import ExecutionStatus, FailureType, JobStatus, TargetSelection
+from otahub.domain.limits import INT64_MAX, Refused, loads_json
 from otahub.faces.aws.handlers import handles
-from otahub.faces.aws.handlers.common import execution_summary, job, thing
+from otahub.faces.aws.handlers.common import execution_summary, job, page_token, thing
 from otahub.faces.aws.handlers.tags import put_tags
 from otahub.faces.aws.wire.app import AwsContext
 from otahub.gateway.aws.documents import s3_location
@@ -121,7 +122,21 @@ async def targets_of(ctx: AwsContext, arns: list[str]) -> tuple[list[int], list[
     return devices, groups
 
 
-MAX_DOCUMENT = 32_768  # what the model allows an inline document
+MAX_DOCUMENT = 32_768  # AWS's limit of a job document, in bytes
+
+
+def checked_document(text: str, where: str = "document") -> str:
+    """`text` if it is a job document AWS would take: a JSON object of at most
+    MAX_DOCUMENT bytes, nested at most MAX_JSON_DEPTH deep."""
+    if len(text.encode(errors="surrogatepass")) > MAX_DOCUMENT:
+        raise InvalidRequest(f"{where}: a job document is at most {MAX_DOCUMENT} bytes")
+    try:
+        value = loads_json(text)
+    except Refused as exc:
+        raise InvalidRequest(f"{where} is not a valid job document: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{where}: a job document must be a JSON object")
+    return text
 
 
 async def _fetch_document(ctx: AwsContext, url: str) -> str:
@@ -143,14 +158,17 @@ async def _fetch_document(ctx: AwsContext, url: str) -> str:
         text = b"".join(chunks).decode()
     except UnicodeDecodeError:
         raise InvalidRequest(f"documentSource {url}: the document is not UTF-8 text") from None
-    return text
+    return checked_document(text, f"documentSource {url}")
 
 
 @handles("iot", "CreateJob")
 async def create_job(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
     if bool(p.get("document")) == bool(p.get("documentSource")):
         raise InvalidRequest("give exactly one of document and documentSource")
-    document = p.get("document") or await _fetch_document(ctx, p["documentSource"])
+    if p.get("document"):
+        document = checked_document(p["document"])
+    else:
+        document = await _fetch_document(ctx, p["documentSource"])
     devices, groups = await targets_of(ctx, p["targets"])
     spec = JobSpec(
         ref=p["jobId"],
@@ -192,8 +210,9 @@ async def describe(ctx: AwsContext, j: Job) -> dict[str, Any]:
         "targetSelection": j.target_selection.value,
         "status": j.status.value,
         "forceCanceled": j.force_canceled,
-        "reasonCode": j.reason_code,
-        "comment": j.comment,
+        # A job the engine fails on says why, in the fields a cancel fills (it has none).
+        "reasonCode": j.reason_code or ("ENGINE_ERROR" if j.engine_error else None),
+        "comment": j.comment or j.engine_error,
         "description": j.description,
         "createdAt": j.created_at,
         "lastUpdatedAt": j.updated_at,
@@ -221,7 +240,7 @@ async def list_jobs(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
     limit = p.get("maxResults") or 50
     status = JobStatus(p["status"]) if p.get("status") else None
     found = await ctx.services.jobs.list_jobs(
-        ctx.tenant_id, status=status, after_id=int(p.get("nextToken") or 0), limit=limit + 1
+        ctx.tenant_id, status=status, after_id=page_token(p), limit=limit + 1
     )
     if p.get("targetSelection"):
         found = [j for j in found if j.target_selection.value == p["targetSelection"]]
@@ -284,7 +303,7 @@ async def list_for_job(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
     limit = p.get("maxResults") or 50
     status = _status(p.get("status"))
     found = await ctx.services.executions.list_for_job(
-        j.id, status=status, after_device_id=int(p.get("nextToken") or 0), limit=limit + 1
+        j.id, status=status, after_device_id=page_token(p, INT64_MAX), limit=limit + 1
     )
     page = found[:limit]
     out: dict[str, Any] = {
@@ -308,7 +327,7 @@ async def list_for_thing(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
     found = await ctx.services.executions.list_for_device(
         d.id,
         status=_status(p.get("status")),
-        after_job_id=int(p.get("nextToken") or 0),
+        after_job_id=page_token(p),
         limit=limit + 1,
     )
     if p.get("jobId"):

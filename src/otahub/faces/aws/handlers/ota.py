@@ -24,7 +24,8 @@ from otahub.core.services.objects import NULL_VERSION
 from otahub.core.services.streams import StreamFile
 from otahub.core.states import ACTIVE_JOB, TargetSelection
 from otahub.faces.aws.handlers import handles
-from otahub.faces.aws.handlers.jobs import policies_from, targets_of
+from otahub.faces.aws.handlers.common import check_length, page_token
+from otahub.faces.aws.handlers.jobs import checked_document, policies_from, targets_of
 from otahub.faces.aws.handlers.tags import MAX_TAGS, put_tags
 from otahub.faces.aws.wire.app import AwsContext
 from otahub.faces.aws.wire.errors import from_core
@@ -39,6 +40,7 @@ from otahub.store.tables import ota_updates, streams, tags, tenants
 
 DEFAULT_PRESIGN_S = 1800  # what AWS uses for OTA updates (jobs default to 3600)
 MAX_FILES = 10  # AWS's job-document parser reads files[0..9]
+MAX_FILE_NAME, MAX_VERSION, MAX_NAME = 255, 64, 64  # a package file's, a package's, signer's
 ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?P<account>\d{12}):role/[\w+=,.@/-]{1,512}")
 TARGET_ARN = re.compile(r"arn:aws[a-z-]*:iot:[a-z0-9-]*:\d*:(thing|thinggroup)/[a-zA-Z0-9:_-]+")
 
@@ -71,6 +73,7 @@ async def create_ota_update(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any
     if any(t["Key"].startswith("aws:") for t in p.get("tags") or []):
         raise InvalidRequest("tag keys starting with aws: are reserved")
     await _check_role(ctx, p["roleArn"])
+    _check_lengths(p["files"])
     await _check_references(ctx, p["files"])
     presign = (p.get("awsJobPresignedUrlConfig") or {}).get("expiresInSec", DEFAULT_PRESIGN_S)
     if not 60 <= presign <= 3600:
@@ -175,6 +178,18 @@ async def _check_references(ctx: AwsContext, files: list[dict[str, Any]]) -> Non
         job_id = (f.get("codeSigning") or {}).get("awsSignerJobId")
         if job_id:
             await ctx.deps.signing.get_job(ctx.tenant_id, job_id)
+
+
+def _check_lengths(files: list[dict[str, Any]]) -> None:
+    """What the model leaves unbounded but the package and signing profile keep."""
+    for i, f in enumerate(files):
+        check_length(f.get("fileName"), MAX_FILE_NAME, f"files[{i}].fileName")
+        check_length(f.get("fileVersion"), MAX_VERSION, f"files[{i}].fileVersion")
+        start = (f.get("codeSigning") or {}).get("startSigningJobParameter") or {}
+        where = f"files[{i}].codeSigning.startSigningJobParameter"
+        check_length(start.get("signingProfileName"), MAX_NAME, f"{where}.signingProfileName")
+        platform = (start.get("signingProfileParameter") or {}).get("platform")
+        check_length(platform, MAX_NAME, f"{where}.signingProfileParameter.platform")
 
 
 def _jsonable(value: Any) -> Any:
@@ -282,7 +297,7 @@ async def _build(
             device_ids=devices,
             group_ids=groups,
             package_id=package.id,
-            document=json.dumps({"afr_ota": ota_doc}),
+            document=checked_document(json.dumps({"afr_ota": ota_doc}), "the OTA job document"),
             description=p.get("description"),
             target_selection=TargetSelection(p.get("targetSelection", "SNAPSHOT")),
             policies=policies,
@@ -472,7 +487,7 @@ async def list_ota_updates(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]
     q = select(ota_updates).where(ota_updates.c.tenant_id == ctx.tenant_id)
     if p.get("otaUpdateStatus"):
         q = q.where(ota_updates.c.status == p["otaUpdateStatus"])
-    q = q.where(ota_updates.c.id > int(p.get("nextToken") or 0)).order_by(ota_updates.c.id)
+    q = q.where(ota_updates.c.id > page_token(p)).order_by(ota_updates.c.id)
     limit = p.get("maxResults") or 50
     async with ctx.services.ctx.db.read() as conn:
         rows = (await conn.execute(q.limit(limit + 1))).all()

@@ -8,10 +8,12 @@ from typing import Any
 from otahub.core.errors import InvalidRequest
 from otahub.core.services.signing import SigningJob, SigningProfile
 from otahub.faces.aws.handlers import handles
+from otahub.faces.aws.handlers.common import check_length, single_page
 from otahub.faces.aws.wire.app import AwsContext
 from otahub.signing import SignatureAlgorithm
 
 SIGNER = "signer"
+MAX_PLATFORM_ID, MAX_CLIENT_TOKEN = 64, 64  # what a profile and a signing job keep
 # The FreeRTOS platforms AWS signer knows, with the key type each one signs with.
 PLATFORMS = {
     "AmazonFreeRTOS-Default": ("Amazon FreeRTOS", SignatureAlgorithm.ECDSA),
@@ -59,6 +61,7 @@ def _profile_out(ctx: AwsContext, prof: SigningProfile) -> dict[str, Any]:
 @handles(SIGNER, "PutSigningProfile")
 async def put_profile(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
     platform = p["platformId"]
+    check_length(platform, MAX_PLATFORM_ID, "platformId")
     wanted = ((p.get("overrides") or {}).get("signingConfiguration") or {}).get(
         "encryptionAlgorithm"
     )
@@ -90,6 +93,7 @@ async def get_profile(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
 
 @handles(SIGNER, "ListSigningProfiles")
 async def list_profiles(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
+    single_page(p)
     found = await ctx.deps.signing.list_profiles(
         ctx.tenant_id,
         include_canceled=p.get("includeCanceled", False),
@@ -119,6 +123,7 @@ async def revoke_profile(ctx: AwsContext, p: dict[str, Any]) -> None:
 
 @handles(SIGNER, "StartSigningJob")
 async def start_job(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
+    check_length(p.get("clientRequestToken"), MAX_CLIENT_TOKEN, "clientRequestToken")
     src = p["source"].get("s3") or {}
     dst = p["destination"].get("s3") or {}
     if not src or not dst.get("bucketName"):
@@ -169,6 +174,7 @@ async def describe_job(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
 
 @handles(SIGNER, "ListSigningJobs")
 async def list_jobs(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
+    single_page(p)
     found = await ctx.deps.signing.list_jobs(ctx.tenant_id, limit=p.get("maxResults") or 100)
     if p.get("status"):
         found = [j for j in found if j.status == p["status"]]

@@ -8,6 +8,7 @@ from otahub.core.errors import InvalidRequest
 from otahub.core.services.objects import ObjectService
 from otahub.core.services.streams import Stream, StreamFile
 from otahub.faces.aws.handlers import handles
+from otahub.faces.aws.handlers.common import page_token
 from otahub.faces.aws.wire.app import AwsContext
 
 
@@ -82,7 +83,7 @@ async def list_streams(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
     limit = p.get("maxResults") or 50
     ascending = p.get("ascendingOrder", False)
     found = await ctx.services.streams.list(
-        ctx.tenant_id, after_id=int(p.get("nextToken") or 0), limit=limit + 1, ascending=ascending
+        ctx.tenant_id, after_id=page_token(p), limit=limit + 1, ascending=ascending
     )
     page = found[:limit]
     out: dict[str, Any] = {"streams": [_summary(ctx, s) for s in page]}

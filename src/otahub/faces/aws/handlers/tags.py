@@ -8,14 +8,17 @@ from sqlalchemy import delete, func, insert, select
 
 from otahub.core.errors import InvalidRequest, LimitExceeded
 from otahub.faces.aws.handlers import handles
+from otahub.faces.aws.handlers.common import check_length, single_page
 from otahub.faces.aws.wire.app import AwsContext
 from otahub.store.tables import tags
 
 MAX_TAGS = 50
+MAX_ARN = 2048  # what the tags table keeps of a resource's ARN
 TAGGABLE = ("thinggroup/", "job/", "otaupdate/", "stream/", "cert/", "signing-profiles/")
 
 
 def _check_arn(arn: str) -> None:
+    check_length(arn, MAX_ARN, "resourceArn")
     if not any(f":{kind}" in arn or f":/{kind}" in arn for kind in TAGGABLE):
         raise InvalidRequest(f"{arn} is not a taggable resource")
 
@@ -75,6 +78,7 @@ async def untag_resource(ctx: AwsContext, p: dict[str, Any]) -> None:
 
 @handles("iot", "ListTagsForResource")
 async def list_tags(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
+    single_page(p)
     _check_arn(p["resourceArn"])
     async with ctx.services.ctx.db.read() as conn:
         rows = await conn.execute(

@@ -7,9 +7,10 @@ from typing import Any
 from sqlalchemy import select, update
 
 from otahub.core.errors import AlreadyExists, InvalidRequest, VersionConflict
+from otahub.domain.limits import INT64_MAX
 from otahub.faces.aws import fleet_query
 from otahub.faces.aws.handlers import handles
-from otahub.faces.aws.handlers.common import thing
+from otahub.faces.aws.handlers.common import page_token, thing
 from otahub.faces.aws.wire.app import AwsContext
 from otahub.store.tables import device_groups
 
@@ -51,7 +52,7 @@ async def describe_thing(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
 
 @handles("iot", "ListThings")
 async def list_things(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
-    after = int(p.get("nextToken") or 0)
+    after = page_token(p, INT64_MAX)  # device ids
     limit = p.get("maxResults") or 50
     found = await ctx.services.registry.list_devices(
         ctx.tenant_id, product_key="", after_id=after, limit=limit + 1
@@ -214,10 +215,13 @@ async def update_thing_group(ctx: AwsContext, p: dict[str, Any]) -> dict[str, An
         attributes = {**attributes, **given} if payload.get("merge") else dict(given)
         attributes = {k: v for k, v in attributes.items() if v != ""}  # "" removes one
     description = props.get("thingGroupDescription", g.description)
+    expected = p.get("expectedVersion")
+    if expected is not None and expected != g.version:  # also any past the column's range
+        raise VersionConflict(f"thing group {g.name} is at version {g.version}, not {expected}")
     async with ctx.services.ctx.db.transaction() as conn:
         cond = [device_groups.c.id == g.id]
-        if p.get("expectedVersion") is not None:
-            cond.append(device_groups.c.version == p["expectedVersion"])
+        if expected is not None:  # and still is, when the update is made
+            cond.append(device_groups.c.version == g.version)
         done = await conn.execute(
             update(device_groups)
             .where(*cond)
@@ -251,7 +255,7 @@ async def _tree(ctx: AwsContext) -> list[Any]:
 
 
 def _page(items: list[dict[str, Any]], p: dict[str, Any], key: str) -> dict[str, Any]:
-    start = int(p.get("nextToken") or 0)
+    start = page_token(p, INT64_MAX)  # a position in the list
     limit = p.get("maxResults") or 50
     out: dict[str, Any] = {key: items[start : start + limit]}
     if start + limit < len(items):
@@ -313,7 +317,7 @@ async def remove_thing_from_group(ctx: AwsContext, p: dict[str, Any]) -> None:
 
 @handles("iot", "ListThingsInThingGroup")
 async def list_things_in_group(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
-    after = int(p.get("nextToken") or 0)
+    after = page_token(p, INT64_MAX)  # device ids
     limit = p.get("maxResults") or 50
     ids = await ctx.services.registry.group_member_ids(
         ctx.tenant_id,

@@ -9,8 +9,10 @@ objects."""
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +21,18 @@ from urllib.parse import parse_qsl
 
 import botocore.model
 
-from otahub.faces.aws.wire.errors import AwsError
+from otahub.domain.limits import (
+    INT32_MAX,
+    INT32_MIN,
+    INT64_MAX,
+    INT64_MIN,
+    Refused,
+    check_float,
+    check_text,
+    loads_json,
+    parse_int,
+)
+from otahub.faces.aws.wire.errors import AwsError, as_declared
 from otahub.faces.aws.wire.javaregex import compile_java
 
 
@@ -32,48 +45,72 @@ def _invalid(service: str, message: str) -> AwsError:
 
 
 def _scalar(shape: botocore.model.Shape, text: str, name: str, service: str) -> Any:
+    """A value from the URI, the query string or a header, as its shape says."""
     t = shape.type_name
     try:
+        check_text(text, name)
         if t in ("integer", "long"):
-            return int(text)
+            return parse_int(text, name)  # the shape's own range is checked by validate
         if t in ("float", "double"):
-            return float(text)
-        if t == "boolean":
-            if text.lower() not in ("true", "false"):
-                raise ValueError(text)
-            return text.lower() == "true"
-        if t == "timestamp":
-            return _timestamp(text)
+            return check_float(float(text), name)
+    except Refused as exc:
+        raise _invalid(service, str(exc)) from None
     except ValueError:
-        raise _invalid(service, f"{name}: {text!r} is not a valid {t}") from None
+        raise _invalid(service, f"{name}: {text[:40]!r} is not a valid {t}") from None
+    if t == "boolean":
+        if text.lower() not in ("true", "false"):
+            raise _invalid(service, f"{name}: {text[:40]!r} is not a valid boolean")
+        return text.lower() == "true"
+    if t == "timestamp":
+        return _timestamp(text, name, service)
     return text
 
 
-def _timestamp(value: Any) -> datetime:
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    text = str(value)
+def _timestamp(value: Any, name: str, service: str) -> datetime:
+    """Epoch seconds or ISO 8601, as an aware UTC datetime; anything a datetime
+    cannot hold (NaN, 1e309, year 10000) is the service's invalid-request error."""
     try:
-        return datetime.fromtimestamp(float(text), UTC)
-    except ValueError:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if isinstance(value, bool):
+            raise ValueError(value)
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, UTC)
+        text = str(value)
+        try:
+            return datetime.fromtimestamp(float(text), UTC)
+        except ValueError:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        raise _invalid(service, f"{name}: {str(value)[:40]!r} is not a valid timestamp") from None
 
 
-def _from_json(shape: botocore.model.Shape, value: Any) -> Any:
+def _blob(value: str, name: str, service: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise _invalid(service, f"{name} is not valid base64") from None
+
+
+def _from_json(shape: botocore.model.Shape, value: Any, name: str, service: str) -> Any:
+    """Blobs and timestamps of a decoded body as Python values; the rest as it is
+    (the body's nesting is bounded by `loads_json`, so is this recursion)."""
     t = shape.type_name
     if value is None:
         return None
     if t == "structure" and isinstance(value, dict):
         members = shape.members
-        return {k: _from_json(members[k], v) if k in members else v for k, v in value.items()}
+        return {
+            k: _from_json(members[k], v, k, service) if k in members else v
+            for k, v in value.items()
+        }
     if t == "list" and isinstance(value, list):
-        return [_from_json(shape.member, v) for v in value]
+        return [_from_json(shape.member, v, name, service) for v in value]
     if t == "map" and isinstance(value, dict):
-        return {k: _from_json(shape.value, v) for k, v in value.items()}
+        return {k: _from_json(shape.value, v, name, service) for k, v in value.items()}
     if t == "blob" and isinstance(value, str):
-        return base64.b64decode(value)
+        return _blob(value, name, service)
     if t == "timestamp":
-        return _timestamp(value)
+        return _timestamp(value, name, service)
     return value
 
 
@@ -118,6 +155,22 @@ def parse_input(
     headers: Mapping[str, str],
     body: bytes,
 ) -> dict[str, Any]:
+    """The operation's input from the request; what the model cannot carry is
+    refused in a code the operation declares."""
+    try:
+        return _parse_input(service, op, labels, raw_query, headers, body)
+    except AwsError as err:
+        raise as_declared(op, err) from None
+
+
+def _parse_input(
+    service: str,
+    op: botocore.model.OperationModel,
+    labels: Mapping[str, str],
+    raw_query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> dict[str, Any]:
     members = _input_members(op)
     if not members:
         return {}
@@ -135,7 +188,10 @@ def parse_input(
                 if vals:
                     out[name] = [_scalar(m.scalar, v, name, service) for v in vals]
             elif m.is_map:
-                out[name] = dict(query)
+                out[name] = {
+                    _scalar(m.shape.key, k, name, service): _scalar(m.shape.value, v, name, service)
+                    for k, v in query
+                }
             else:
                 vals = [v for k, v in query if k == wire]
                 if vals:
@@ -147,15 +203,15 @@ def parse_input(
             body_members[wire] = (name, m.shape)
     if body_members and body.strip():
         try:
-            data = json.loads(body)
-        except ValueError:
-            raise _invalid(service, "the request body is not JSON") from None
+            data = loads_json(body)
+        except Refused as exc:
+            raise _invalid(service, f"the request body is not acceptable JSON: {exc}") from None
         if not isinstance(data, dict):
             raise _invalid(service, "the request body must be a JSON object")
         for wire, value in data.items():
             if wire in body_members:
                 name, member = body_members[wire]
-                out[name] = _from_json(member, value)
+                out[name] = _from_json(member, value, name, service)
     return out
 
 
@@ -170,9 +226,25 @@ _validators: dict[tuple[str, str], Validator] = {}
 
 
 def validate(service: str, shape: botocore.model.Shape | None, value: Any, path: str = "") -> None:
+    """Raise the first constraint of `shape` that `value` breaks, in a code the
+    operation whose input `shape` is declares."""
     if shape is None:
         return
-    validator(service, shape)(value, path)
+    try:
+        validator(service, shape)(value, path)
+    except AwsError as err:
+        op = _operation_of_input(service).get(shape.name)
+        raise (err if op is None else as_declared(op, err)) from None
+
+
+@functools.cache
+def _operation_of_input(service: str) -> dict[str, botocore.model.OperationModel]:
+    """Each operation by the name of its input shape (one shape per operation)."""
+    from otahub.faces.aws.wire.model import service_model
+
+    model = service_model(service)
+    ops = (model.operation_model(name) for name in model.operation_names)
+    return {op.input_shape.name: op for op in ops if op.input_shape is not None}
 
 
 def validator(service: str, shape: botocore.model.Shape) -> Validator:
@@ -226,6 +298,8 @@ def _compile_validator(service: str, shape: botocore.model.Shape) -> Validator:
                 raise _invalid(service, f"{where} must be a list")
             size(len(value), where, "items")
             for i, v in enumerate(value):
+                if v is None:
+                    raise _invalid(service, f"{where}[{i}] must not be null")
                 item(v, f"{where}[{i}]")
 
         return check_list
@@ -242,6 +316,8 @@ def _compile_validator(service: str, shape: botocore.model.Shape) -> Validator:
             size(len(value), where, "entries")
             for k, v in value.items():
                 check_key(k, f"{where} key")
+                if v is None:
+                    raise _invalid(service, f"{where}.{k} must not be null")
                 check_value(v, f"{where}.{k}")
 
         return check_map
@@ -265,20 +341,7 @@ def _compile_validator(service: str, shape: botocore.model.Shape) -> Validator:
 
         return check_string
     if t in ("integer", "long", "float", "double"):
-        low, high = meta.get("min"), meta.get("max")
-
-        def check_number(value: Any, path: str) -> None:
-            if value is None:
-                return
-            where = path or name
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise _invalid(service, f"{where} must be a number")
-            if low is not None and value < low:
-                raise _invalid(service, f"{where} must be at least {low}")
-            if high is not None and value > high:
-                raise _invalid(service, f"{where} must be at most {high}")
-
-        return check_number
+        return _number_check(service, t, name, meta.get("min"), meta.get("max"))
     if t == "boolean":
 
         def check_boolean(value: Any, path: str) -> None:
@@ -298,6 +361,37 @@ def _compile_validator(service: str, shape: botocore.model.Shape) -> Validator:
 
 def _no_check(value: Any, path: str) -> None:
     return None
+
+
+# Where the model bounds an integer shape not at all, the type does (Java's int and
+# long, as on AWS; the store's columns hold them).
+_TYPE_RANGE = {"integer": (INT32_MIN, INT32_MAX), "long": (INT64_MIN, INT64_MAX)}
+
+
+def _number_check(
+    service: str, t: str, name: str, low: float | None, high: float | None
+) -> Validator:
+    integral = t in _TYPE_RANGE
+    type_low, type_high = _TYPE_RANGE.get(t, (None, None))
+    low = type_low if low is None else low
+    high = type_high if high is None else high
+
+    def check_number(value: Any, path: str) -> None:
+        if value is None:
+            return
+        where = path or name
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _invalid(service, f"{where} must be a number")
+        if integral and not isinstance(value, int):
+            raise _invalid(service, f"{where} must be a whole number")
+        if not math.isfinite(value):
+            raise _invalid(service, f"{where} must be a finite number")
+        if low is not None and value < low:
+            raise _invalid(service, f"{where} must be at least {low}")
+        if high is not None and value > high:
+            raise _invalid(service, f"{where} must be at most {high}")
+
+    return check_number
 
 
 def _size(service: str, meta: Mapping[str, Any], n: int, where: str, unit: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+import botocore.model
 
 from otahub.core import errors as core
 
@@ -112,3 +115,42 @@ def unexpected(service: str, exc: BaseException) -> AwsError:
     if store_unreachable(exc):
         return AwsError(unavailable, "The service is temporarily unavailable; retry later.", 503)
     return AwsError(internal, "An unexpected error occurred; the request was not completed.", 500)
+
+
+# Codes any operation may answer, declared or not: the wire app's own (authentication,
+# routing, throttling, size) and the failures that are no fault of the request.
+_UNDECLARED_OK = frozenset(
+    {
+        "InvalidSignatureException",
+        "IncompleteSignatureException",
+        "MissingAuthenticationTokenException",
+        "UnrecognizedClientException",
+        "UnknownOperationException",
+        "NotImplementedException",
+        *(code for pair in _INTERNAL.values() for code in pair),
+    }
+)
+# What an operation answers for a request it refuses when it does not declare the
+# service's own code for that: the first of these it declares.
+_REFUSAL_FALLBACK = (
+    "InvalidRequestException",
+    "ValidationException",
+    "ResourceNotFoundException",
+    "AccessDeniedException",
+    "UnauthorizedException",
+)
+
+
+@functools.cache
+def _declared(op: botocore.model.OperationModel) -> frozenset[str]:
+    return frozenset(shape.name for shape in op.error_shapes)
+
+
+def as_declared(op: botocore.model.OperationModel, err: AwsError) -> AwsError:
+    """`err` in a code the operation's model declares: clients parse errors by the
+    model, so a code it does not list becomes the nearest one it does."""
+    codes = _declared(op)
+    if err.code in codes or err.code in _UNDECLARED_OK:
+        return err
+    code = next((c for c in _REFUSAL_FALLBACK if c in codes), err.code)
+    return AwsError(code, err.message, err.status if code == err.code else None, **err.members)
