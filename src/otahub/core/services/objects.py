@@ -21,12 +21,34 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from otahub.blobs.base import BlobStore
 from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from otahub.core.services.base import ServiceContext
+from otahub.domain.limits import Refused, check_text
 from otahub.store.tables import buckets, multipart_parts, multipart_uploads, objects
 
 NULL_VERSION = "null"  # S3's version id of objects in an unversioned bucket
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_SHAPED = re.compile(r"\d+\.\d+\.\d+\.\d+")
+# Names S3 keeps for its own access points, aliases and directory buckets.
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+# XML 1.0 cannot carry these, so a key holding one could never be listed by either
+# cloud's XML listings; NUL and lone surrogates the store cannot hold at all.
+_UNLISTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+MAX_KEY_BYTES = 1024
 MIN_PART = 5 * 1024 * 1024  # every part but the last, as S3 requires
 MAX_PARTS = 10_000
+
+
+def _width(column: Any) -> int:
+    """The most characters `column` holds: PostgreSQL refuses to store a longer value."""
+    length: int = column.type.length
+    return length
+
+
+# A value longer than its column names nothing stored, and may not be written.
+MAX_BUCKET_NAME = _width(buckets.c.name)
+MAX_VERSION_ID = _width(objects.c.version_id)
+MAX_UPLOAD_ID = _width(multipart_uploads.c.id)
+MAX_CONTENT_TYPE = _width(objects.c.content_type)
 
 
 @dataclass(frozen=True)
@@ -119,8 +141,7 @@ class ObjectService:
     # -- buckets --------------------------------------------------------------------
 
     async def create_bucket(self, tenant_id: int, name: str) -> Bucket:
-        if not _BUCKET.match(name) or ".." in name:
-            raise InvalidRequest(f"invalid bucket name {name!r}", code="InvalidBucketName")
+        check_bucket_name(name)
         async with self.ctx.db.transaction() as conn:
             row = (await conn.execute(select(buckets).where(buckets.c.name == name))).first()
             if row is not None:
@@ -187,8 +208,9 @@ class ObjectService:
         metadata: Mapping[str, str] | None = None,
     ) -> StoredObject:
         """Store a new version of `key` (or replace the only one when unversioned)."""
+        check_object_key(key)
+        _check_attributes(content_type, metadata)
         b = await self.get_bucket(tenant_id, bucket)
-        _check_key(key)
         blob_key = f"objects/{b.id}/{uuid.uuid4().hex}"
         info = await self.blobs.put_stream(blob_key, chunks)
         return await self._record(
@@ -210,34 +232,38 @@ class ObjectService:
         versioned = b.versioning == "Enabled"
         version_id = uuid.uuid4().hex if versioned else NULL_VERSION
         replaced: list[str] = []
-        async with self.ctx.db.transaction() as conn:
-            latest = and_(objects.c.bucket_id == b.id, objects.c.key == key)
-            if not versioned:
-                old = (
-                    await conn.execute(
-                        delete(objects)
-                        .where(latest, objects.c.version_id == NULL_VERSION)
-                        .returning(objects.c.blob_key)
+        try:
+            async with self.ctx.db.transaction() as conn:
+                latest = and_(objects.c.bucket_id == b.id, objects.c.key == key)
+                if not versioned:
+                    old = (
+                        await conn.execute(
+                            delete(objects)
+                            .where(latest, objects.c.version_id == NULL_VERSION)
+                            .returning(objects.c.blob_key)
+                        )
+                    ).scalars()
+                    replaced = [k for k in old if k]
+                await conn.execute(update(objects).where(latest).values(is_latest=False))
+                await conn.execute(
+                    insert(objects).values(
+                        bucket_id=b.id,
+                        key=key,
+                        version_id=version_id,
+                        is_latest=True,
+                        blob_key=blob_key,
+                        size=size,
+                        etag=etag,
+                        sha256=sha256,
+                        md5=md5,
+                        content_type=content_type,
+                        metadata=dict(metadata or {}),
+                        created_at=self.ctx.clock.now(),
                     )
-                ).scalars()
-                replaced = [k for k in old if k]
-            await conn.execute(update(objects).where(latest).values(is_latest=False))
-            await conn.execute(
-                insert(objects).values(
-                    bucket_id=b.id,
-                    key=key,
-                    version_id=version_id,
-                    is_latest=True,
-                    blob_key=blob_key,
-                    size=size,
-                    etag=etag,
-                    sha256=sha256,
-                    md5=md5,
-                    content_type=content_type,
-                    metadata=dict(metadata or {}),
-                    created_at=self.ctx.clock.now(),
                 )
-            )
+        except Exception:
+            await self.blobs.delete(blob_key)  # no row names it: a refused write stores nothing
+            raise
         for k in replaced:
             await self.blobs.delete(k)
         return await self.get(b.tenant_id, b.name, key, version_id)
@@ -247,6 +273,11 @@ class ObjectService:
     ) -> StoredObject:
         """The latest version of `key`, or the named version. A delete marker as the
         latest version means the key does not exist."""
+        _check_existing_bucket_name(bucket)
+        _check_texts(key=key, versionId=version_id)
+        if _names_nothing(key, version_id):
+            await self.get_bucket(tenant_id, bucket)  # NoSuchBucket first, as for any key
+            raise _no_such_object(bucket, key, version_id)
         if version_id is None:
             read = self._latest
             found = await read.all(bucket=bucket, key=key)
@@ -257,8 +288,7 @@ class ObjectService:
             raise NotFound(f"bucket {bucket} does not exist", code="NoSuchBucket")
         row = SimpleNamespace(**dict(zip(read.keys, found[0], strict=True)))
         if row.key is None or (version_id is None and row.delete_marker):
-            code = "NoSuchKey" if version_id is None else "NoSuchVersion"
-            raise NotFound(f"no object {key} in {bucket}", code=code)
+            raise _no_such_object(bucket, key, version_id)
         return _object(row, bucket)
 
     async def delete(
@@ -266,7 +296,11 @@ class ObjectService:
     ) -> StoredObject | None:
         """Delete as S3 does: a version by id; in a versioned bucket without an id,
         add a delete marker; otherwise remove the object. Returns the delete marker."""
+        _check_texts(key=key, versionId=version_id)
+        check_key_length(key)  # a versioned bucket's delete marker is written under it
         b = await self.get_bucket(tenant_id, bucket)
+        if _names_nothing(key, version_id):
+            return None  # no such version: nothing to delete
         gone: list[str] = []
         marker: StoredObject | None = None
         async with self.ctx.db.transaction() as conn:
@@ -329,6 +363,7 @@ class ObjectService:
         delimiter: str | None = None,
     ) -> Listing:
         """Latest versions in key order (ListObjectsV2), with common prefixes."""
+        _check_texts(prefix=prefix, after=after, delimiter=delimiter)
         b = await self.get_bucket(tenant_id, bucket)
         q = select(objects).where(
             objects.c.bucket_id == b.id,
@@ -376,8 +411,9 @@ class ObjectService:
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> str:
+        check_object_key(key)
+        _check_attributes(content_type, metadata)
         b = await self.get_bucket(tenant_id, bucket)
-        _check_key(key)
         upload_id = uuid.uuid4().hex
         async with self.ctx.db.transaction() as conn:
             await conn.execute(
@@ -493,7 +529,10 @@ class ObjectService:
         await self._drop_upload(upload_id, parts)
 
     async def _upload(self, tenant_id: int, bucket: str, key: str, upload_id: str) -> Any:
+        _check_texts(key=key, uploadId=upload_id)
         b = await self.get_bucket(tenant_id, bucket)
+        if _names_nothing(key) or len(upload_id) > MAX_UPLOAD_ID:
+            raise NotFound("no such upload", code="NoSuchUpload")
         async with self.ctx.db.read() as conn:
             row = (
                 await conn.execute(
@@ -515,12 +554,96 @@ class ObjectService:
             await self.blobs.delete(p.blob_key)
 
 
-def _check_key(key: str) -> None:
-    if not key or len(key.encode()) > 1024:
-        raise InvalidRequest("object keys are 1 to 1024 bytes", code="KeyTooLongError")
+def check_bucket_name(name: str) -> str:
+    """`name` if S3 allows it for a new bucket; InvalidRequest (InvalidBucketName) if not."""
+    if (
+        not _BUCKET.fullmatch(name)
+        or ".." in name
+        or _IP_SHAPED.fullmatch(name)
+        or name.startswith(_RESERVED_PREFIXES)
+        or name.endswith(_RESERVED_SUFFIXES)
+    ):
+        raise InvalidRequest(
+            "The specified bucket is not valid: bucket names are 3 to 63 lowercase letters, "
+            "digits, dots and hyphens, begin and end with a letter or digit, and are not "
+            "formatted as an IP address",
+            code="InvalidBucketName",
+        )
+    return name
+
+
+def listable(text: str) -> bool:
+    """True if the store can hold `text` and XML 1.0 can carry it in a listing."""
+    return _UNLISTABLE.search(text) is None
+
+
+def check_object_key(key: str) -> str:
+    """`key` if both clouds can store and list it: 1 to 1024 bytes of UTF-8 without
+    the characters XML 1.0 cannot carry (NUL, C0 controls but tab, LF and CR, lone
+    surrogates, U+FFFE, U+FFFF). InvalidRequest with S3's code otherwise."""
+    if not listable(key):
+        raise InvalidRequest(
+            "Object keys may not contain NUL, control characters other than tab, "
+            "LF and CR, lone surrogates, U+FFFE or U+FFFF",
+            code="InvalidArgument",
+        )
+    return check_key_length(key)
+
+
+def check_key_length(key: str) -> str:
+    """`key` if it is 1 to 1024 bytes of UTF-8, as S3 requires of every key it is
+    sent; InvalidRequest (KeyTooLongError) if not."""
+    if not key or _key_too_long(key):
+        raise InvalidRequest(
+            f"Object keys are 1 to {MAX_KEY_BYTES} bytes long", code="KeyTooLongError"
+        )
+    return key
+
+
+def _key_too_long(key: str) -> bool:
+    return len(key.encode(errors="surrogatepass")) > MAX_KEY_BYTES
+
+
+def _names_nothing(key: str, version_id: str | None = None) -> bool:
+    """True if no stored object can have `key` (and `version_id`): longer than any
+    write takes, so looking it up could find nothing."""
+    return _key_too_long(key) or (version_id is not None and len(version_id) > MAX_VERSION_ID)
+
+
+def _no_such_object(bucket: str, key: str, version_id: str | None) -> NotFound:
+    code = "NoSuchKey" if version_id is None else "NoSuchVersion"
+    return NotFound(f"no object {key} in {bucket}", code=code)
+
+
+def _check_texts(**values: str | None) -> None:
+    """Each named string, where given, is text the store can hold (no NUL, no lone
+    surrogate): checked before it reaches a query."""
+    for name, value in values.items():
+        if value is not None:
+            try:
+                check_text(value, name)
+            except Refused as exc:
+                raise InvalidRequest(str(exc), code="InvalidArgument") from None
+
+
+def _check_attributes(content_type: str | None, metadata: Mapping[str, str] | None) -> None:
+    _check_texts(content_type=content_type)
+    if content_type is not None and len(content_type) > MAX_CONTENT_TYPE:
+        raise InvalidRequest(
+            f"Content-Type is longer than {MAX_CONTENT_TYPE} characters", code="InvalidArgument"
+        )
+    for name, value in (metadata or {}).items():
+        _check_texts(metadata=name, metadata_value=value)
+
+
+def _check_existing_bucket_name(name: str) -> None:
+    # Buckets named before a rule was added stay reachable: only what no bucket can hold.
+    if len(name) > MAX_BUCKET_NAME or not listable(name):
+        raise InvalidRequest("The specified bucket is not valid.", code="InvalidBucketName")
 
 
 async def _bucket(conn: AsyncConnection, tenant_id: int, name: str) -> Bucket:
+    _check_existing_bucket_name(name)
     row = (await conn.execute(select(buckets).where(buckets.c.name == name))).first()
     if row is None or row.tenant_id != tenant_id:
         raise NotFound(f"bucket {name} does not exist", code="NoSuchBucket")
