@@ -108,8 +108,12 @@ def verify_download(
     if not expires_text.isascii() or not expires_text.isdigit() or len(expires_text) > 12:
         raise PresignError("malformed expiry")
     expires = int(expires_text)
-    expected = _mac(secret, key, version, expires, signed_device)
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
+    try:
+        expected = _mac(secret, key, version, expires, signed_device)
+    except UnicodeEncodeError:  # a lone surrogate: no URL this server made holds one
+        raise PresignError("parameters that are not text") from None
+    # bytes, whatever characters were sent: compare_digest refuses non-ASCII str
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass")):
         raise PresignError("bad signature")
     now = clock.now().timestamp()
     if now >= expires:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from otahub.core.clock import Clock
+from otahub.domain.limits import Refused, check_text
 from otahub.faces.aliyun.protocol.errors import GatewayError, gateway, missing
 from otahub.faces.aliyun.protocol.nonces import NonceStore
 
@@ -28,7 +29,9 @@ MISMATCH_MESSAGE = (
     "Specified signature is not matched with our calculation. server string to sign is:"
 )
 
-_TIMESTAMP = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
+_TIMESTAMP = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z"
+)
 
 
 def pct(value: str) -> str:
@@ -52,7 +55,7 @@ def sign(sts: str, secret: str) -> str:
 
 def parse_timestamp(text: str) -> datetime:
     """`YYYY-MM-DDThh:mm:ssZ`, optionally with fractional seconds."""
-    m = _TIMESTAMP.match(text)
+    m = _TIMESTAMP.fullmatch(text)
     if m is None:
         raise gateway("InvalidTimeStamp.Format")
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
@@ -81,7 +84,8 @@ def check_signature(method: str, params: Mapping[str, str], secret: str) -> None
     sts = string_to_sign(method, params)
     expected = sign(sts, secret)
     given = params.get("Signature", "")
-    if not hmac.compare_digest(expected.encode(), given.encode()):
+    # bytes, whatever characters were sent: compare_digest refuses non-ASCII str
+    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass")):
         # The SDK compares the text after the first ':' with its own string to sign
         # and, when equal, tells the user the secret is wrong.
         raise GatewayError("SignatureDoesNotMatch", MISMATCH_MESSAGE + sts, 400)
@@ -95,6 +99,10 @@ def check_timestamp(text: str, now: datetime, max_skew: timedelta = MAX_SKEW) ->
 
 
 async def _secret_of(lookup: SecretLookup, access_key_id: str) -> str | None:
+    try:
+        check_text(access_key_id, "AccessKeyId")
+    except Refused:
+        return None  # no key is named so, and the store cannot even be asked
     result = lookup(access_key_id)
     if result is None or isinstance(result, str):
         return result

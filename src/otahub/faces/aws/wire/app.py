@@ -84,19 +84,22 @@ class AwsApp:
         self.deps = deps
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        raw_query = scope.get("query_string", b"").decode()
-        if self.s3 is not None and (
-            sigv4.scope_service(headers, raw_query) == "s3"
-            or ("authorization" not in headers and sigv4.is_v2_presigned(raw_query))
-        ):
-            await self.s3(scope, receive, send)
+        unreadable: sigv4.SignatureError | None = None
+        try:
+            headers, raw_path, raw_query = sigv4.request_text(scope)
+        except sigv4.SignatureError as err:
+            # Latin-1 reads any bytes: enough to tell which API the request is for.
+            headers, raw_path, raw_query = sigv4.request_text(scope, "latin-1")
+            unreadable = err
+        if self.s3 is not None and _for_s3(headers, raw_query):
+            await self.s3(scope, receive, send)  # S3 reads (and refuses) its own bytes
             return
         request_id = str(uuid.uuid4())
         service = "iot"
         try:
+            if unreadable is not None:
+                raise unreadable
             body = await _read_body(receive)
-            raw_path = scope.get("raw_path", scope["path"].encode()).decode()
             signed = await sigv4.verify(
                 scope["method"],
                 raw_path,
@@ -149,6 +152,12 @@ class AwsApp:
         except Exception as exc:
             log.exception("AWS request failed")
             await _error(send, service, unexpected(service, exc), request_id)
+
+
+def _for_s3(headers: Mapping[str, str], raw_query: str) -> bool:
+    return sigv4.scope_service(headers, raw_query) == "s3" or (
+        "authorization" not in headers and sigv4.is_v2_presigned(raw_query)
+    )
 
 
 async def _read_body(receive: Receive) -> bytes:
