@@ -8,9 +8,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otahub.core.entities import Tenant
 from otahub.core.services.base import ServiceContext
+from otahub.domain.limits import Refused, check_text
 from otahub.store.tables import access_keys, products, tenants
 
 DEFAULT_PRODUCT_KEY = ""
+# No tenant row has it (ids count from 1): the id of an instance nothing was written to.
+UNSAVED_TENANT_ID = 0
 
 
 class AccountService:
@@ -47,6 +50,8 @@ class AccountService:
         """(secret, account id) of an enabled access key, or None."""
         if access_key_id in self._secrets:
             return self._secrets[access_key_id]
+        if not _storable_key_id(access_key_id):
+            return None  # no stored key has it; the store may not even take it in a query
         async with self.ctx.db.read() as conn:
             row = (
                 await conn.execute(
@@ -59,6 +64,17 @@ class AccountService:
             return None
         self._secrets[access_key_id] = (row.secret, row.account_id)
         return self._secrets[access_key_id]
+
+    async def find_tenant(self, account_id: str, instance_id: str = "") -> Tenant | None:
+        """The tenant of an account (and instance) if it was created, without creating it."""
+        key = (account_id, instance_id)
+        if key not in self._tenants:
+            async with self.ctx.db.read() as conn:
+                found = await _find_tenant(conn, account_id, instance_id)
+            if found is None:
+                return None
+            self._tenants[key] = found
+        return self._tenants[key]
 
     async def tenant(self, account_id: str, instance_id: str = "") -> Tenant:
         """The tenant of an account (and instance), created on first use with its
@@ -77,14 +93,29 @@ class AccountService:
         return tenant
 
 
-async def _get_or_create_tenant(
-    conn: AsyncConnection, account_id: str, instance_id: str, ctx: ServiceContext
-) -> Tenant:
+def _storable_key_id(access_key_id: str) -> bool:
+    try:
+        check_text(access_key_id, "access key id")
+    except Refused:
+        return False
+    return True
+
+
+async def _find_tenant(conn: AsyncConnection, account_id: str, instance_id: str) -> Tenant | None:
     q = select(tenants).where(
         tenants.c.account_id == account_id, tenants.c.instance_id == instance_id
     )
     row = (await conn.execute(q)).first()
     if row is None:
+        return None
+    return Tenant(id=row.id, account_id=row.account_id, instance_id=row.instance_id)
+
+
+async def _get_or_create_tenant(
+    conn: AsyncConnection, account_id: str, instance_id: str, ctx: ServiceContext
+) -> Tenant:
+    found = await _find_tenant(conn, account_id, instance_id)
+    if found is None:
         now = ctx.clock.now()
         tid = (
             await conn.execute(
@@ -98,5 +129,5 @@ async def _get_or_create_tenant(
                 tenant_id=tid, key=DEFAULT_PRODUCT_KEY, name=DEFAULT_PRODUCT_KEY, created_at=now
             )
         )
-        row = (await conn.execute(q)).one()
-    return Tenant(id=row.id, account_id=row.account_id, instance_id=row.instance_id)
+        found = Tenant(id=tid, account_id=account_id, instance_id=instance_id)
+    return found

@@ -19,6 +19,7 @@ from otahub.core.clock import Clock
 from otahub.core.entities import Tenant
 from otahub.core.errors import OtahubError
 from otahub.core.services import Services
+from otahub.core.services.accounts import UNSAVED_TENANT_ID
 from otahub.core.services.objects import ObjectService
 from otahub.faces.aliyun.protocol import envelope, frontdoor
 from otahub.faces.aliyun.protocol.errormap import from_core, internal_error
@@ -53,7 +54,23 @@ class AliyunContext:
 
     @property
     def tenant_id(self) -> int:
+        """The instance's tenant; `UNSAVED_TENANT_ID` while nothing was written to it,
+        so that reads find nothing in it."""
         return self.tenant.id
+
+    async def saved_tenant_id(self) -> int:
+        """The instance's tenant, stored now if it was not: a write calls this just
+        before it stores, so a refused call never creates an instance."""
+        if self.tenant.id != UNSAVED_TENANT_ID:
+            return self.tenant.id
+        saved = await self.services.accounts.tenant(self.account_id, self.tenant.instance_id)
+        return saved.id
+
+    async def upload_tenant_id(self) -> int:
+        """The tenant whose bucket holds the account's uploads (its default instance's),
+        for reading them: `UNSAVED_TENANT_ID`, which holds none, if there is none yet."""
+        found = await self.services.accounts.find_tenant(self.account_id)
+        return found.id if found is not None else UNSAVED_TENANT_ID
 
 
 Handler = Callable[[AliyunContext, dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
@@ -87,6 +104,14 @@ class AliyunApp:
     def _account_of(self, access_key_id: str) -> str:
         return self._accounts[access_key_id][1]
 
+    async def _tenant(self, account_id: str, instance_id: str) -> Tenant:
+        """The instance's tenant, or an unsaved one if nothing was written to it yet:
+        an instance (the default one too) exists from its first successful write."""
+        found = await self.services.accounts.find_tenant(account_id, instance_id)
+        if found is not None:
+            return found
+        return Tenant(id=UNSAVED_TENANT_ID, account_id=account_id, instance_id=instance_id)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = envelope.new_request_id()
         query = scope.get("query_string", b"").decode("latin-1")
@@ -117,9 +142,7 @@ class AliyunApp:
                 )
             secret, account_id = self._accounts[received.caller.access_key_id]
             instance = call.raw.get("IotInstanceId", "")
-            tenant = await self.services.accounts.tenant(
-                account_id, "" if instance in ("None",) else instance
-            )
+            tenant = await self._tenant(account_id, "" if instance in ("None",) else instance)
             ctx = AliyunContext(
                 self.services,
                 self.clock,

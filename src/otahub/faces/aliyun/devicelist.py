@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from otahub.domain.limits import Refused, check_text
 from otahub.faces.aliyun import storage
 from otahub.faces.aliyun.app import AliyunContext
 from otahub.faces.aliyun.lookup import fail
@@ -16,7 +17,7 @@ _SEPARATORS = re.compile(r"[\s,]+")
 
 
 async def read_device_list(ctx: AliyunContext, url: str) -> list[str]:
-    upload_tenant = (await ctx.services.accounts.tenant(ctx.account_id)).id
+    upload_tenant = await ctx.upload_tenant_id()
     obj = await storage.uploaded(ctx.deps.objects, upload_tenant, url)
     if obj is None or obj.blob_key is None or obj.size > MAX_LIST_BYTES:
         fail(BusinessCode.DEVICE_LIST_FILE_INVALID)
@@ -25,6 +26,10 @@ async def read_device_list(ctx: AliyunContext, url: str) -> list[str]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         fail(BusinessCode.DEVICE_LIST_FILE_INVALID, "The file is not UTF-8 text.")
+    try:
+        check_text(text, "The file")
+    except Refused as exc:
+        fail(BusinessCode.DEVICE_LIST_FILE_INVALID, f"{exc}.")
     names = list(dict.fromkeys(n for n in _SEPARATORS.split(text) if n))
     if not names:
         fail(BusinessCode.DEVICE_LIST_FILE_INVALID, "The file names no device.")

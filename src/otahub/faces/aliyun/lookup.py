@@ -7,6 +7,7 @@ from typing import Any, NoReturn
 
 from otahub.core.entities import Device, Job, Package, Product
 from otahub.core.errors import NotFound
+from otahub.domain.limits import check_int
 from otahub.faces.aliyun.app import AliyunContext
 from otahub.faces.aliyun.protocol.codes import BusinessCode
 from otahub.faces.aliyun.protocol.errors import BusinessError
@@ -89,7 +90,8 @@ async def task(ctx: AliyunContext, value: str) -> tuple[Job, int]:
     if not sep or not ref or not dev:
         fail(BusinessCode.TASK_NOT_FOUND, f"TaskId: {value}")
     try:
-        device_id = int(dev, 36)
+        # Refused (a ValueError) past 64 bits: no device has such an id.
+        device_id = check_int(int(dev, 36), "TaskId")
         found = await ctx.services.jobs.get_job(ctx.tenant_id, ref)
         await ctx.services.executions.get(found.id, device_id)
     except (ValueError, NotFound):

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import python_multipart
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 from starlette.types import Receive, Scope, Send
 
@@ -29,6 +30,7 @@ from otahub.faces.aliyun.protocol.oss_policy import (
 
 log = logging.getLogger("otahub.faces.aliyun.oss")
 MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS_BYTES = 1024 * 1024  # all fields before `file` together
 FILE_FIELD = "file"
 
 
@@ -46,6 +48,7 @@ class _FormReader:
         self.more_body = True
         self._name = ""
         self._value = bytearray()
+        self._fields_bytes = 0
         self._header_field = bytearray()
         self._header_value = bytearray()
         self._headers: dict[str, bytes] = {}
@@ -94,8 +97,11 @@ class _FormReader:
             self.pending.append(data[start:end])
             return
         self._value += data[start:end]
+        self._fields_bytes += end - start
         if len(self._value) > MAX_FIELD_BYTES:
             raise malformed(f"Field {self._name} is too long.")
+        if self._fields_bytes > MAX_FIELDS_BYTES:
+            raise malformed("The fields before file are too long.")
 
     def _part_end(self) -> None:
         if self._in_file:
@@ -110,10 +116,13 @@ class _FormReader:
             raise malformed("The client went away.")
         chunk = message.get("body", b"")
         self.more_body = bool(message.get("more_body"))
-        if chunk:
-            self.parser.write(chunk)
-        if not self.more_body:
-            self.parser.finalize()
+        try:
+            if chunk:
+                self.parser.write(chunk)
+            if not self.more_body:
+                self.parser.finalize()
+        except FormParserError as exc:  # e.g. a boundary that is not the Content-Type's
+            raise malformed(str(exc)) from None
 
     async def read_fields(self) -> None:
         """Read until the `file` part begins (or the body ends)."""
@@ -188,9 +197,9 @@ class OssUploadApp:
         secrets: dict[str, Any] = {access_key_id: found[0]} if found else {}
         form = verify_post_form(fields, lookup_secret=secrets.get, now=self.clock.now())
         assert found is not None  # verify_post_form refuses an unknown key
+        if not storage.is_upload_key(form.key):
+            raise OssError("InvalidObjectName", "The specified object is not valid.", 400)
         tenant = await self.services.accounts.tenant(found[1])
-        if storage.key_of_url(f"{storage.OSS_PATH}/{form.key}") is None:
-            raise malformed("The key is not valid.")
         await storage.ensure_bucket(self.objects, tenant.id)
         return form, tenant.id
 

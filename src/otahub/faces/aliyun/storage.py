@@ -8,9 +8,9 @@ import contextlib
 import secrets
 import urllib.parse
 
-from otahub.core.errors import AlreadyExists, NotFound
+from otahub.core.errors import AlreadyExists, InvalidRequest, NotFound
 from otahub.core.ids import opaque_id
-from otahub.core.services.objects import ObjectService, StoredObject
+from otahub.core.services.objects import ObjectService, StoredObject, check_object_key
 
 OSS_PATH = "/oss"
 
@@ -34,7 +34,22 @@ def key_of_url(url: str) -> str | None:
     prefix = OSS_PATH + "/"
     if not path.startswith(prefix) or len(path) == len(prefix):
         return None
-    return urllib.parse.unquote(path[len(prefix) :])
+    key = urllib.parse.unquote(path[len(prefix) :])
+    return key if _storable(key) else None
+
+
+def is_upload_key(key: str) -> bool:
+    """True if an upload may go under `key`: the store can hold and list it, and the
+    FirmwareUrl `host/key` names it again (no `%xx`, `?` or `#` that would change it)."""
+    return key_of_url(f"{OSS_PATH}/{key}") == key
+
+
+def _storable(key: str) -> bool:
+    try:
+        check_object_key(key)
+    except InvalidRequest:
+        return False
+    return True
 
 
 async def ensure_bucket(objects: ObjectService, tenant_id: int) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from otahub.core.errors import AlreadyExists, NotFound
 from otahub.core.ids import secret_key
+from otahub.domain.limits import Refused, loads_json
 from otahub.faces.aliyun import lookup, storage
 from otahub.faces.aliyun.app import AliyunContext
 from otahub.faces.aliyun.handlers import handles
@@ -93,7 +94,7 @@ async def batch_register_with_apply_id(
 ) -> Mapping[str, Any]:
     pk, apply_id = params["ProductKey"], params["ApplyId"]
     await lookup.product(ctx, pk)
-    tenant = (await ctx.services.accounts.tenant(ctx.account_id)).id
+    tenant = await ctx.upload_tenant_id()
     objects = ctx.deps.objects
     try:
         stored = await objects.get(tenant, storage.bucket_name(tenant), _key(pk, apply_id))
@@ -102,8 +103,8 @@ async def batch_register_with_apply_id(
     if stored.blob_key is None:
         lookup.fail(BusinessCode.DEVICE_APPLY_NOT_FOUND, f"ApplyId: {apply_id}")
     raw = b"".join([c async for c in objects.blobs.open_range(stored.blob_key)])
-    document = json.loads(raw)
-    if document.get("tenant") != ctx.tenant_id:
+    document = _application(raw)
+    if document is None or document.get("tenant") != ctx.tenant_id:
         lookup.fail(BusinessCode.DEVICE_APPLY_NOT_FOUND, f"ApplyId: {apply_id}")
     for name in document["names"]:
         attributes = {APPLY_ID: str(apply_id)}
@@ -117,3 +118,20 @@ async def batch_register_with_apply_id(
             continue  # registered meanwhile (or the application was applied twice)
     await objects.delete(tenant, storage.bucket_name(tenant), _key(pk, apply_id))
     return {"Data": {"ApplyId": apply_id}}
+
+
+def _application(raw: bytes) -> dict[str, Any] | None:
+    """The application BatchCheckDeviceNames wrote, or None if the object is not one:
+    the upload bucket is the account's, so anything may have been put under its key."""
+    try:
+        document = loads_json(raw)
+    except Refused:
+        return None
+    if not isinstance(document, dict):
+        return None
+    names, nicknames = document.get("names"), document.get("nicknames")
+    if not isinstance(names, list) or not all(isinstance(n, str) and _valid_name(n) for n in names):
+        return None
+    if not isinstance(nicknames, dict) or not all(isinstance(v, str) for v in nicknames.values()):
+        return None
+    return document

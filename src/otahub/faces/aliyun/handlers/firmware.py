@@ -102,7 +102,7 @@ async def create_firmware(ctx: AliyunContext, params: dict[str, Any]) -> Mapping
     if count >= MAX_FIRMWARE_PER_ACCOUNT:
         lookup.fail(BusinessCode.FIRMWARE_COUNT_EXCEEDED)
     method = params.get("SignMethod", "MD5")
-    upload_tenant = (await ctx.services.accounts.tenant(ctx.account_id)).id
+    upload_tenant = await ctx.upload_tenant_id()
     if url:
         files = [
             await _file(

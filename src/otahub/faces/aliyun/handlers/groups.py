@@ -27,7 +27,7 @@ async def group(ctx: AliyunContext, group_id: str) -> Group:
 @handles("CreateDeviceGroup")
 async def create_device_group(ctx: AliyunContext, params: dict[str, Any]) -> Mapping[str, Any]:
     g = await ctx.services.registry.create_group(
-        ctx.tenant_id, params["GroupName"], description=params.get("GroupDesc")
+        await ctx.saved_tenant_id(), params["GroupName"], description=params.get("GroupDesc")
     )
     return {
         "Data": {

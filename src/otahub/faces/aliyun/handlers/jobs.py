@@ -301,7 +301,10 @@ async def query_job(ctx: AliyunContext, params: dict[str, Any]) -> Mapping[str, 
     pol = job.policies
     info = simple_job(job, package, await _product_key(ctx, job.product_id))
     info.update(
-        JobDesc=job.description,
+        # A job the engine fails on says why, in the only text its answer has.
+        JobDesc=f"{job.description or ''} [engine error: {job.engine_error}]".lstrip()
+        if job.engine_error
+        else job.description,
         Name=package.name if package else None,
         DestVersion=package.version if package else None,
         SrcVersions=wrap("SrcVersion", d.get("src_versions", [])),

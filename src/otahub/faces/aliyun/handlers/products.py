@@ -53,10 +53,11 @@ async def create_product(ctx: AliyunContext, params: dict[str, Any]) -> Mapping[
         "auth_type": params.get("AuthType", "secret"),
         "protocol_type": params.get("ProtocolType"),
     }
+    tenant_id = await ctx.saved_tenant_id()
     for _ in range(3):
         try:
             product = await ctx.services.registry.create_product(
-                ctx.tenant_id,
+                tenant_id,
                 new_product_key(),
                 name,
                 description=params.get("Description"),

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8))
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last a datetime holds
 
 
 def wrap(item_name: str, items: Iterable[Any]) -> dict[str, list[Any]]:

@@ -16,7 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 
+from otahub.domain.limits import Refused, loads_json
 from otahub.faces.aliyun.protocol.formats import utc_ms
+from otahub.faces.aliyun.protocol.xmlser import text_of
 
 FORM_TTL = timedelta(minutes=1)
 MAX_UPLOAD_BYTES = 1000 * 1024 * 1024
@@ -35,7 +37,7 @@ class OssError(Exception):
         return (
             '<?xml version="1.0" encoding="UTF-8"?>\n<Error>\n'
             f"  <Code>{escape(self.code)}</Code>\n"
-            f"  <Message>{escape(self.message)}</Message>\n"
+            f"  <Message>{escape(text_of(self.message))}</Message>\n"
             f"  <RequestId>{escape(request_id)}</RequestId>\n"
             f"  <HostId>{escape(host_id)}</HostId>\n"
             "</Error>\n"
@@ -45,6 +47,11 @@ class OssError(Exception):
 def malformed(detail: str = "") -> OssError:
     text = "The body of your POST request is not well-formed multipart/form-data."
     return OssError("MalformedPOSTRequest", f"{text} {detail}".strip(), 400)
+
+
+def invalid_policy(reason: str) -> OssError:
+    """A policy that decodes but says nothing OSS can apply (OSS: `InvalidPolicyDocument`)."""
+    return OssError("InvalidPolicyDocument", f"Invalid Policy: {reason}", 400)
 
 
 def access_denied(reason: str) -> OssError:
@@ -166,38 +173,80 @@ def _parse_expiration(text: Any) -> datetime:
 
 def _decode_policy(policy_b64: str) -> dict[str, Any]:
     try:
-        document = json.loads(base64.b64decode(policy_b64, validate=True))
-    except (binascii.Error, ValueError):
-        raise malformed("Policy is not base64 JSON.") from None
-    if not isinstance(document, dict) or not isinstance(document.get("conditions", []), list):
+        document = loads_json(base64.b64decode(policy_b64, validate=True))
+    except (binascii.Error, Refused) as exc:
+        raise malformed(f"Policy is not base64 JSON: {exc}") from None
+    if not isinstance(document, dict):
         raise malformed("Policy is not a JSON object with conditions.")
+    if not isinstance(document.get("conditions"), list):
+        raise invalid_policy("The policy has no list of conditions.")
     return document
 
 
+Condition = tuple[str, str, Any]
+"""(operator, field name in lower case without `$`, value): one checked condition."""
+
+
+def _condition(raw: Any) -> Condition:
+    """A policy condition as OSS spells it (`{"name": "value"}` or `[op, "$name", value]`),
+    with the types its operator needs; InvalidPolicyDocument otherwise."""
+    if isinstance(raw, dict):
+        if len(raw) != 1:
+            raise invalid_policy(
+                "Invalid Simple-Condition: Simple-Conditions must have exactly one property"
+                " specified."
+            )
+        ((name, value),) = raw.items()
+        raw = ["eq", f"${name}", value]
+    if not isinstance(raw, list) or len(raw) != 3 or not isinstance(raw[0], str):
+        raise invalid_policy("A condition is neither an object nor a list of three.")
+    op, name, value = raw
+    if op == "content-length-range":
+        if not (_is_size(name) and _is_size(value) and name <= value):
+            raise invalid_policy(
+                "content-length-range takes two integers, minimum and maximum, 0 <= min <= max."
+            )
+        return op, "", (name, value)
+    if not isinstance(name, str) or not name.startswith("$"):
+        raise invalid_policy(f"The field of a {op!r} condition must be a string starting with $.")
+    expected = _VALUE_TYPES.get(op)
+    if expected is None:
+        raise invalid_policy(f"Unknown condition operator {op!r}.")
+    if not isinstance(value, expected) or (
+        isinstance(value, list) and not all(isinstance(v, str) for v in value)
+    ):
+        raise invalid_policy(f"The value of a {op!r} condition has the wrong type.")
+    return op, name[1:].lower(), value
+
+
+_VALUE_TYPES: dict[str, type] = {"eq": str, "starts-with": str, "in": list, "not-in": list}
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _holds(op: str, given: str | None, value: Any) -> bool:
+    if given is None:
+        return op == "not-in"
+    if op == "eq":
+        return bool(given == value)
+    if op == "starts-with":
+        return given.startswith(value)
+    return (given in value) == (op == "in")
+
+
 def _check_conditions(conditions: list[Any], fields: Mapping[str, str]) -> tuple[int, int]:
-    """Apply `eq`/`starts-with`/`{name: value}` conditions; return the size range."""
+    """Check every condition's shape, then apply them; return the size range, within
+    the largest upload otahub takes whatever the policy says."""
+    checked = [(raw, _condition(raw)) for raw in conditions]
     low, high = 0, MAX_UPLOAD_BYTES
-    for cond in conditions:
-        if isinstance(cond, dict) and len(cond) == 1:
-            ((name, value),) = cond.items()
-            cond = ["eq", f"${name}", value]
-        if not isinstance(cond, list) or len(cond) != 3:
-            raise malformed("Policy has an unknown condition.")
-        op, name, value = cond
+    for raw, (op, field, value) in checked:
         if op == "content-length-range":
-            low, high = int(name), int(value)
-            continue
-        if not isinstance(name, str) or not name.startswith("$"):
-            raise malformed("Policy has an unknown condition.")
-        field = name[1:].lower()
-        if field == "bucket":
-            continue  # There is one store; the bucket is not posted as a field.
-        given = fields.get(field)
-        ok = given is not None and (
-            given == value if op == "eq" else op == "starts-with" and given.startswith(value)
-        )
-        if not ok:
-            raise access_denied(f"Policy Condition failed: {json.dumps(cond)}")
+            low, high = value[0], min(value[1], MAX_UPLOAD_BYTES)
+        elif field != "bucket" and not _holds(op, fields.get(field), value):
+            # The bucket is not posted as a field: there is one store.
+            raise access_denied(f"Policy Condition failed: {json.dumps(raw)}")
     return low, high
 
 
@@ -232,7 +281,7 @@ def verify_post_form(
     expires = _parse_expiration(document.get("expiration"))
     if now >= expires:
         raise access_denied("Policy expired")
-    low, high = _check_conditions(document.get("conditions", []), lowered)
+    low, high = _check_conditions(document["conditions"], lowered)
     try:
         requested = int(lowered.get("success_action_status", "204"))
     except ValueError:

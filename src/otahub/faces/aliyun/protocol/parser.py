@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn, TypeVar
 
+from otahub.domain.limits import INT64_MAX, INT64_MIN, Refused, check_text, parse_int
 from otahub.faces.aliyun.protocol.errors import (
     AliyunError,
     BusinessError,
@@ -20,7 +21,7 @@ from otahub.faces.aliyun.protocol.errors import (
     invalid,
     missing,
 )
-from otahub.faces.aliyun.protocol.rules import RULES, STR, Rule
+from otahub.faces.aliyun.protocol.rules import STR, Rule, rule_for
 from otahub.faces.aliyun.protocol.table import ActionSpec, ParamSpec, api_version, load_table
 
 Format = Literal["JSON", "XML"]
@@ -43,8 +44,7 @@ COMMON_PARAMS = frozenset(
     }
 )
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-_INT = re.compile(r"^-?\d{1,19}$")
-_INDEX = re.compile(r"^[1-9]\d{0,5}$")
+_INDEX = re.compile(r"^[1-9][0-9]{0,5}$")
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,7 @@ def action_spec(raw: Mapping[str, str]) -> ActionSpec:
 
 def parse_call(method: str, raw: Mapping[str, str]) -> RpcCall:
     spec = action_spec(raw)
+    check_storable(raw)
     region = raw.get("RegionId") or None
     return RpcCall(
         action=spec.name,
@@ -112,12 +113,25 @@ def parse_call(method: str, raw: Mapping[str, str]) -> RpcCall:
     )
 
 
+def check_storable(raw: Mapping[str, str]) -> None:
+    """Every name and value, known to the action or not, is text the store can hold:
+    `IotInstanceId` and unknown names reach the handlers through `RpcCall.raw`."""
+    for key, value in raw.items():
+        try:
+            check_text(key, "the name")
+        except Refused as exc:
+            raise invalid(ascii(key)[1:-1], str(exc)) from None
+        try:
+            check_text(value, "the value")
+        except Refused as exc:
+            raise invalid(key, str(exc)) from None
+
+
 def parse_params(spec: ActionSpec, raw: Mapping[str, str]) -> dict[str, Any]:
     grouped = _group(spec, raw)
-    rules = RULES.get(spec.name, {})
     out: dict[str, Any] = {}
     for name, pspec in spec.params.items():
-        rule = rules.get(name, STR)
+        rule = rule_for(spec.name, name)
         value = _convert(pspec, rule, grouped.get(name))
         if value is None:
             if rule.required:
@@ -223,13 +237,7 @@ def _scalar(label: str, rule: Rule, text: str, *, code_rule: Rule | None = None)
             _fail(owner, invalid(label, "must be true or false"))
         value = lowered == "true"
     elif rule.type == "int":
-        if not _INT.match(text):
-            _fail(owner, invalid(label, "must be an integer"))
-        value = int(text)
-        if rule.min is not None and value < rule.min:
-            _fail(owner, invalid(label, f"must be at least {rule.min}"))
-        if rule.max is not None and value > rule.max:
-            _fail(owner, invalid(label, f"must be at most {rule.max}"))
+        value = _integer(label, rule, owner, text)
     else:
         value = _string(label, rule, owner, text)
     if rule.choices is not None and rule.type != "str" and value not in rule.choices:
@@ -239,6 +247,16 @@ def _scalar(label: str, rule: Rule, text: str, *, code_rule: Rule | None = None)
         if reason:
             _fail(owner, invalid(label, reason))
     return value
+
+
+def _integer(label: str, rule: Rule, owner: Rule, text: str) -> int:
+    """A decimal integer within the rule's range, or within 64 bits where it gives none."""
+    low = INT64_MIN if rule.min is None else rule.min
+    high = INT64_MAX if rule.max is None else rule.max
+    try:
+        return parse_int(text, label, low, high)
+    except Refused:
+        _fail(owner, invalid(label, f"must be an integer from {low} to {high}"))
 
 
 def _string(label: str, rule: Rule, owner: Rule, text: str) -> str:

@@ -17,7 +17,9 @@ from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from otahub.domain.limits import INT32_MAX, INT32_MIN
 from otahub.faces.aliyun.protocol.codes import BusinessCode
+from otahub.faces.aliyun.protocol.formats import MAX_EPOCH_MS
 
 ValueType = Literal["str", "int", "bool"]
 
@@ -48,7 +50,8 @@ class Rule:
 
 
 def p(expr: str) -> re.Pattern[str]:
-    return re.compile(expr)
+    # ASCII: `\d` is 0-9 only, as in Alibaba's (Java) patterns; CJK ranges are spelled out.
+    return re.compile(expr, re.ASCII)
 
 
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
@@ -56,12 +59,17 @@ CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
 STR = Rule()
 REQ = Rule(required=True)
 INT = Rule(type="int")
+# Parameters Alibaba's metadata declares `Integer` (Java int); an `int` rule without
+# bounds takes any 64-bit value (`Long`).
+INTEGER = Rule(type="int", min=INT32_MIN, max=INT32_MAX)
+SIZE = replace(INTEGER, min=0)
+EPOCH_MS = Rule(type="int", min=0, max=MAX_EPOCH_MS, code=BusinessCode.INVALID_SCHEDULE)
 BOOL = Rule(type="bool")
 VERSION = Rule(min_len=1, max_len=64, pattern=p(r"[A-Za-z0-9._-]+"))
 MODULE_NAME = Rule(min_len=1, max_len=64, pattern=p(r"[A-Za-z0-9._-]+"))
 FIRMWARE_NAME = Rule(min_len=1, max_len=40, pattern=p(rf"[A-Za-z0-9{CJK}][A-Za-z0-9_()\-{CJK}]*"))
 DEVICE_NAME = Rule(min_len=4, max_len=32, pattern=p(r"[A-Za-z0-9_@.:\-]+"))
-PAGE = Rule(type="int", required=True, min=1, code=BusinessCode.INVALID_PAGE_PARAMS)
+PAGE = replace(INTEGER, required=True, min=1, code=BusinessCode.INVALID_PAGE_PARAMS)
 TIMEOUT = Rule(type="int", min=1, max=1440)
 MAX_PER_MINUTE = Rule(type="int", min=10, max=10_000)
 DOWNLOAD_PROTOCOL = Rule(choices=frozenset({"HTTPS", "MQTT"}), fold_case=True)
@@ -154,7 +162,7 @@ OTA_RULES: dict[str, dict[str, Rule]] = {
         "ProductKey": PRODUCT_KEY,
         "FirmwareUrl": STR,
         "FirmwareSign": STR,
-        "FirmwareSize": Rule(type="int", min=0),
+        "FirmwareSize": SIZE,
         "SignMethod": Rule(choices=frozenset({"MD5", "SHA256"}), fold_case=True),
         "Type": Rule(type="int", choices=frozenset({0, 1})),
         "SrcVersion": VERSION,
@@ -168,7 +176,7 @@ OTA_RULES: dict[str, dict[str, Rule]] = {
             fields={
                 "Name": Rule(required=True, min_len=1, max_len=32),
                 "Url": REQ,
-                "Size": Rule(type="int", min=0),
+                "Size": SIZE,
                 "SignValue": STR,
                 "FileMd5": STR,
             },
@@ -221,8 +229,8 @@ OTA_RULES: dict[str, dict[str, Rule]] = {
         "GrayPercent": Rule(pattern=p(r"\d{1,3}(\.\d{1,3})?"), check=_gray_percent),
         "GroupId": STR,
         "GroupType": Rule(choices=frozenset({"LINK_PLATFORM"})),
-        "ScheduleTime": Rule(type="int", min=0),
-        "ScheduleFinishTime": Rule(type="int", min=0),
+        "ScheduleTime": EPOCH_MS,
+        "ScheduleFinishTime": EPOCH_MS,
         **_JOB_POLICY,
     },
     "CreateOTADynamicUpgradeJob": {
@@ -387,6 +395,9 @@ REGISTRY_RULES: dict[str, dict[str, Rule]] = {
 
 RULES: dict[str, dict[str, Rule]] = {**OTA_RULES, **REGISTRY_RULES}
 
+# Parameters every action takes. An instance's id names a tenant row (64 characters).
+COMMON_RULES: dict[str, Rule] = {"IotInstanceId": Rule(max_len=64)}
+
 
 def rule_for(action: str, param: str) -> Rule:
-    return RULES.get(action, {}).get(param, STR)
+    return RULES.get(action, {}).get(param) or COMMON_RULES.get(param, STR)
