@@ -17,6 +17,7 @@ from otahub.core.clock import Clock
 from otahub.core.entities import Device, Execution
 from otahub.core.outbox import Notification
 from otahub.core.services import Services
+from otahub.domain.limits import Refused, check_text
 from otahub.gateway.aws.jobs_mqtt import JobsTopics, Outgoing, RenderDocument
 from otahub.gateway.aws.streams_mqtt import ReadRange, StreamTopics
 from otahub.gateway.recent import Recent
@@ -101,7 +102,7 @@ class DeviceBridge:
     async def device_for_topic(self, topic: str) -> Device | None:
         """The device a topic belongs to (external brokers): an AWS thing in the
         default tenant, an Alibaba device in any tenant of its account."""
-        if self.default_tenant is None:
+        if self.default_tenant is None or not _storable(topic):
             return None
         if topic.startswith(AWS_PREFIX):
             name = topic[len(AWS_PREFIX) :].split("/", 1)[0]
@@ -158,3 +159,13 @@ class DeviceBridge:
         for device in found:
             out.extend(rendered[device.id] if device.is_aws_thing else await messages(device))
         return out
+
+
+def _storable(topic: str) -> bool:
+    """A topic whose names may be looked up: MQTT forbids NUL in topics, but a
+    broker that lets one through must not make the lookup fail."""
+    try:
+        check_text(topic, "topic")
+    except Refused:
+        return False
+    return True

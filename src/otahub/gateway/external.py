@@ -98,6 +98,10 @@ class ExternalBroker:
                     backoff = 0.5
                 except aiomqtt.MqttError as exc:
                     log.warning("broker connection lost: %s; reconnecting", exc)
+                except Exception:
+                    # A bug in a session must not end the gateway: the devices
+                    # are served again after a reconnection.
+                    log.exception("broker session failed; reconnecting")
                 finally:
                     self.connected.clear()
                     self.client = None
@@ -187,19 +191,18 @@ class ExternalBroker:
     async def _work(self, queue: asyncio.Queue[aiomqtt.Message]) -> None:
         while True:
             message = await queue.get()
-            payload = (
-                message.payload
-                if isinstance(message.payload, bytes)
-                else (str(message.payload).encode() if message.payload is not None else b"")
-            )
             try:
                 answers = await self.bridge.on_message(
-                    None, str(message.topic), payload, message.qos
+                    None, str(message.topic), _payload(message), message.qos
                 )
                 errors = await self.publish_all(answers)
             except Exception:
+                # The bridge answers bad input itself; this is a bug, and the worker
+                # must go on serving the other devices mapped to it.
                 log.exception("handling a device message failed")
                 continue
+            finally:
+                queue.task_done()
             if any(isinstance(e, NotConnected | aiomqtt.MqttError) for e in errors):
                 log.warning("a response was lost to a disconnect", extra={"topic": message.topic})
             elif errors:
@@ -245,6 +248,13 @@ class ExternalBroker:
         for start in range(0, len(messages), IN_FLIGHT):
             window = messages[start : start + IN_FLIGHT]
             await asyncio.gather(*(self.deliver(device, out) for device, out in window))
+
+
+def _payload(message: aiomqtt.Message) -> bytes:
+    payload = message.payload
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return str(payload).encode() if payload is not None else b""
 
 
 def _device_key(topic: str) -> str:

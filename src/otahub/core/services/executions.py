@@ -30,6 +30,7 @@ from otahub.core.states import (
     can_transition,
     check_transition,
 )
+from otahub.domain import limits
 from otahub.store import rollout
 from otahub.store.tables import devices, executions, jobs, packages, products
 from otahub.store.types import UTCDateTime
@@ -291,6 +292,7 @@ class ExecutionService:
         Reports that arrive while another batch is being written are written together,
         in one transaction (see `ReportWriter`); each is checked on its own, in arrival
         order, exactly as if it had been applied alone."""
+        _check_storable(report)
         done: Execution = await self._writer.submit(_Item(device_id, report, job_id=job_id))
         return done
 
@@ -299,6 +301,7 @@ class ExecutionService:
     ) -> Execution:
         """`report` for a job known by its reference (the device APIs): the job is
         looked up in the same statement as the execution."""
+        _check_storable(report)
         done: Execution = await self._writer.submit(
             _Item(device_id, report, tenant_id=tenant_id, job_ref=job_ref)
         )
@@ -362,6 +365,8 @@ class ExecutionService:
         """A device reported running `version` of `module`: its pending executions of
         jobs whose package is that version of that module have succeeded (Alibaba
         decides success by the version report, not by a status update)."""
+        if not (_is_text(module) and _is_text(version)):
+            return []  # no package's module or version holds what the store cannot
         q = (
             select(executions.c.job_id, executions.c.execution_number)
             .join(jobs, jobs.c.id == executions.c.job_id)
@@ -421,6 +426,8 @@ class ExecutionService:
         expected_version: int | None = None,
         status_details: Mapping[str, str] | None = None,
     ) -> Execution:
+        if status_details is not None:
+            _check_details(status_details)
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as conn:
             ex = await _latest(conn, job_id, device_id)
@@ -541,6 +548,40 @@ class _Item:
     job_ref: str | None = None
     result: Execution | None = None
     error: BaseException | None = None
+
+
+def _check_storable(report: Report) -> None:
+    """What the decoders already refuse, checked again where it reaches the store:
+    text the database cannot hold (NUL) and numbers past its columns."""
+    try:
+        if report.status_details is not None:
+            _check_details(report.status_details)
+        if report.reason is not None:
+            limits.check_text(report.reason, "reason")
+        if report.progress is not None:
+            limits.check_int(report.progress, "progress", limits.INT32_MIN, limits.INT32_MAX)
+        for name in ("expected_version", "execution_number", "step_timeout_minutes"):
+            value = getattr(report, name)
+            if value is not None:
+                limits.check_int(value, name)
+    except limits.Refused as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def _check_details(details: Mapping[str, str]) -> None:
+    for key, value in details.items():
+        if not (_is_text(key) and _is_text(value)):
+            raise InvalidRequest("statusDetails must map text to text, without NUL")
+
+
+def _is_text(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        limits.check_text(value)
+    except limits.Refused:
+        return False
+    return True
 
 
 def _apply_report(
@@ -725,6 +766,8 @@ async def _latest(
 ) -> Execution:
     cond = and_(executions.c.job_id == job_id, executions.c.device_id == device_id)
     if execution_number is not None:
+        if not limits.INT32_MIN <= execution_number <= limits.INT32_MAX:
+            raise NotFound("no such job execution")  # past what the column holds
         cond = and_(cond, executions.c.execution_number == execution_number)
     row = (
         await conn.execute(

@@ -15,8 +15,16 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Literal
 
+from otahub.domain import limits
+
 DEFAULT_MODULE = "default"
 MessageId = str | int | None
+
+MAX_MESSAGE = 64 * 1024  # bytes of one device message; OTA messages are well under 1 KiB
+MAX_ID = 64  # characters of a message id sent as a string (Alibaba's are decimal numbers)
+MAX_TOKEN = 64  # characters of a download's fileToken (the C SDK sends "default")
+MAX_VERSION = 64  # characters of a reported version, as a firmware's DestVersion
+MODULE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # CreateOTAModule's ModuleName
 
 
 class CodecError(ValueError):
@@ -26,6 +34,7 @@ class CodecError(ValueError):
 # ---------------------------------------------------------------- lenient JSON
 
 _CLOSERS = frozenset("}]")
+_TRAILING_COMMA = re.compile(r",\s*[}\]]")
 
 
 def strip_trailing_commas(text: str) -> str:
@@ -56,17 +65,22 @@ def strip_trailing_commas(text: str) -> str:
 
 
 def loads_lenient(payload: bytes | str) -> dict[str, Any]:
-    """A device payload as a JSON object; tolerates trailing commas and a C string's NUL."""
+    """A device payload as a JSON object within `otahub.domain.limits`; tolerates
+    trailing commas and a C string's NUL."""
+    if len(payload) > MAX_MESSAGE:
+        raise CodecError(f"payload is longer than {MAX_MESSAGE} bytes")
     if isinstance(payload, bytes):
         try:
             payload = payload.decode("utf-8")
         except UnicodeDecodeError as e:
             raise CodecError(f"payload is not UTF-8: {e}") from None
     text = payload.strip().rstrip("\x00").strip()
+    if _TRAILING_COMMA.search(text):  # the character walk only where it may find one
+        text = strip_trailing_commas(text)
     try:
-        value = json.loads(strip_trailing_commas(text))
-    except json.JSONDecodeError as e:
-        raise CodecError(f"payload is not JSON: {e}") from None
+        value = limits.loads_json(text)
+    except limits.Refused as e:
+        raise CodecError(f"payload is not accepted JSON: {e}") from None
     if not isinstance(value, dict):
         raise CodecError("payload is not a JSON object")
     return value
@@ -149,11 +163,19 @@ def parse_topic(topic: str) -> Topic | None:
 
 def _message_id(message: Mapping[str, Any]) -> MessageId:
     value = message.get("id")
-    if value is None or isinstance(value, str):
+    if value is None or (isinstance(value, str) and len(value) <= MAX_ID):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise CodecError("id must be a string or an integer")
+        return value  # within 64 bits: loads_json saw to it
+    raise CodecError(f"id must be an integer or a string of at most {MAX_ID} characters")
+
+
+def request_id(payload: bytes | str) -> MessageId:
+    """The id of a request refused for another reason, to answer it; None if none."""
+    try:
+        return _message_id(loads_lenient(payload))
+    except CodecError:
+        return None
 
 
 def _params(message: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -169,20 +191,22 @@ def _module(params: Mapping[str, Any]) -> str:
     module = params.get("module")
     if module is None or module == "":
         return DEFAULT_MODULE
-    if not isinstance(module, str):
-        raise CodecError("module must be a string")
+    if not isinstance(module, str) or not MODULE_NAME.fullmatch(module):
+        raise CodecError("module must be 1 to 64 of [A-Za-z0-9._-]")
     return module
 
 
 def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool):
-        raise CodecError(f"{what} must be an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
+    """An integer within 64 bits, sent as a number or as a decimal string."""
+    try:
+        if isinstance(value, str):
+            return limits.parse_int(value, what)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return limits.check_int(value, what)
+    except limits.Refused as e:
+        raise CodecError(str(e)) from None
     raise CodecError(f"{what} must be an integer")
 
 
@@ -202,6 +226,8 @@ def parse_inform(payload: bytes | str) -> VersionReport:
         version = str(version)
     if not isinstance(version, str) or not version:
         raise CodecError("params.version is missing")
+    if len(version) > MAX_VERSION:
+        raise CodecError(f"params.version is longer than {MAX_VERSION} characters")
     return VersionReport(_message_id(message), version, _module(params))
 
 
@@ -448,9 +474,12 @@ def parse_download_request(
         size, offset = block["size"], block["offset"]
     except KeyError as e:
         raise CodecError(f"{e.args[0]} is missing") from None
+    token = params.get("fileToken", "")
+    if not isinstance(token, str) or len(token) > MAX_TOKEN:
+        raise CodecError(f"params.fileToken must be a string of at most {MAX_TOKEN} characters")
     request = DownloadRequest(
         id=_message_id(message),
-        file_token=str(params.get("fileToken", "")),
+        file_token=token,
         stream_id=_int(stream_id, "streamId"),
         file_id=_int(file_id, "fileId"),
         size=_int(size, "fileBlock.size"),
@@ -489,7 +518,7 @@ def build_download_reply(request: DownloadRequest, *, file_length: int, block: b
 
 def build_download_error(request_id: MessageId, code: int, message: str) -> bytes:
     """A refusal in the same frame layout, with no block (the device checks `code`)."""
-    return _frame({"id": request_id, "code": code, "msg": message}, b"")
+    return _frame({"id": request_id, "code": code, "msg": message[:200]}, b"")
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,10 @@ from otahub.core.entities import Package
 from otahub.gateway.aliyun.codec import (
     CodecError,
     DownloadRequest,
-    MessageId,
     build_download_error,
     build_download_reply,
-    loads_lenient,
     parse_download_request,
+    request_id,
 )
 from otahub.gateway.aws.streams_mqtt import ReadRange
 
@@ -38,7 +37,7 @@ class FileDownloads:
             request = parse_download_request(payload)
         except CodecError as exc:
             log.info("malformed file download request: %s", exc)
-            return build_download_error(_request_id(payload), BAD_REQUEST, str(exc))
+            return build_download_error(request_id(payload), BAD_REQUEST, str(exc))
         package = packages.get(request.stream_id)
         found = [f for f in package.files if f.ordinal == request.file_id] if package else []
         if not found or found[0].blob_key is None or found[0].size is None:
@@ -53,11 +52,3 @@ class FileDownloads:
         size = min(request.size, length - request.offset)
         block = await self.read_range(blob_key, request.offset, size)
         return build_download_reply(request, file_length=length, block=block)
-
-
-def _request_id(payload: bytes) -> MessageId:
-    try:
-        value = loads_lenient(payload).get("id")
-    except CodecError:
-        return None
-    return value if isinstance(value, str | int) and not isinstance(value, bool) else None

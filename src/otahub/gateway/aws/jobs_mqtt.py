@@ -9,6 +9,7 @@ to the requesting client even when it never subscribed, as AWS does).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +26,13 @@ from otahub.core.errors import (
 from otahub.core.services import Report, Services
 from otahub.core.services.batching import SingleFlight
 from otahub.core.states import DEVICE_SETTABLE, ExecutionStatus
+from otahub.domain.limits import MAX_JSON_DEPTH, Refused, json_depth, loads_json
 from otahub.gateway.aws import jobs_view as view
 
 S = ExecutionStatus
 PREFIX = "$aws/things/"
 NOTIFY_LIMIT = 10
+JOB_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # iot-jobs-data's JobId
 
 
 @dataclass(frozen=True)
@@ -63,20 +66,23 @@ class JobsTopics:
         rest = topic[len(base) :]
         parts = rest.split("/")
         try:
-            request = json.loads(payload or b"{}")
-            if not isinstance(request, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            return [self._rejected(topic, "InvalidJson", "payload is not a JSON object", None)]
+            request = _decode(payload)
+        except _Refusal as exc:
+            return [self._rejected(topic, exc.code, exc.message, None)]
         token = request.get("clientToken")
+        if token is not None and not view.is_client_token(token):
+            message = f"clientToken must be a string of at most {view.MAX_CLIENT_TOKEN} bytes"
+            return [self._rejected(topic, "InvalidRequest", message, None)]
         try:
             if parts == ["get"]:
                 return [await self._get_pending(device, topic, token)]
             if parts == ["start-next"]:
                 return await self._start_next(device, topic, request, token)
-            if len(parts) == 2 and parts[1] == "get":
-                return [await self._describe(device, topic, parts[0], request, token)]
-            if len(parts) == 2 and parts[1] == "update":
+            if len(parts) == 2 and parts[1] in ("get", "update"):
+                if parts[0] != "$next" and not JOB_ID.fullmatch(parts[0]):
+                    raise InvalidRequest("jobId must be 1 to 64 of [a-zA-Z0-9_-]")
+                if parts[1] == "get":
+                    return [await self._describe(device, topic, parts[0], request, token)]
                 return await self._update(device, topic, parts[0], request, token)
         except VersionConflict as exc:
             return [
@@ -130,7 +136,7 @@ class JobsTopics:
     async def _describe(
         self, device: Device, topic: str, job_ref: str, request: dict[str, Any], token: Any
     ) -> Outgoing:
-        include = request.get("includeJobDocument", True) is not False
+        include = view.parse_bool(request.get("includeJobDocument"), "includeJobDocument", True)
         if job_ref == "$next":
             ex = await self._head(device)
             if ex is None:
@@ -146,12 +152,13 @@ class JobsTopics:
     async def _update(
         self, device: Device, topic: str, job_ref: str, request: dict[str, Any], token: Any
     ) -> list[Outgoing]:
-        try:
-            status = S(str(request.get("status")))
-        except ValueError as exc:
-            raise InvalidRequest(f"status {request.get('status')!r} is not valid") from exc
-        if status not in DEVICE_SETTABLE:
-            raise InvalidRequest(f"a device cannot set status {status.value}")
+        status = _device_status(request.get("status"))
+        include_state = view.parse_bool(
+            request.get("includeJobExecutionState"), "includeJobExecutionState", False
+        )
+        include_document = view.parse_bool(
+            request.get("includeJobDocument"), "includeJobDocument", False
+        )
         report = Report(
             status=status,
             status_details=view.check_status_details(request.get("statusDetails")),
@@ -165,9 +172,9 @@ class JobsTopics:
             device.tenant_id, job_ref, device.id, report
         )
         body: dict[str, Any] = {}
-        if request.get("includeJobExecutionState") is True:
+        if include_state:
             body["executionState"] = view.execution_state(ex)
-        if request.get("includeJobDocument") is True:
+        if include_document:
             job = await self.services.jobs.get_job_by_id(ex.job_id)
             if job.document is not None:
                 body["jobDocument"] = view.parse_document(job.document)
@@ -251,6 +258,47 @@ class JobsTopics:
         if state is not None:
             body["executionState"] = state
         return Outgoing(topic + "/rejected", _dump(body))
+
+
+class _Refusal(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _decode(payload: bytes) -> dict[str, Any]:
+    """The request object, within `otahub.domain.limits`; `_Refusal` otherwise."""
+    try:
+        request = loads_json(payload or b"{}")
+    except Refused as exc:
+        raise _Refusal(json_refusal_code(payload), str(exc)) from None
+    if not isinstance(request, dict):
+        raise _Refusal("InvalidJson", "payload is not a JSON object")
+    return request
+
+
+def json_refusal_code(payload: bytes) -> str:
+    """Why a payload was refused, in AWS's terms: InvalidJson for what a JSON parser
+    does not take (not UTF-8, NaN, nesting past the limit), InvalidRequest for
+    well-formed JSON carrying a value out of limits (NUL, an integer past 64 bits).
+    Costs a second parse, for refused payloads only."""
+    try:
+        value = json.loads(payload.decode(), parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        return "InvalidJson"
+    return "InvalidJson" if json_depth(value) > MAX_JSON_DEPTH else "InvalidRequest"
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _device_status(value: Any) -> ExecutionStatus:
+    if not isinstance(value, str) or value not in {s.value for s in DEVICE_SETTABLE}:
+        allowed = ", ".join(sorted(s.value for s in DEVICE_SETTABLE))
+        raise InvalidRequest(f"status {value!r:.40} is not valid: one of {allowed}")
+    return S(value)
 
 
 def _state(current: Any) -> dict[str, Any] | None:

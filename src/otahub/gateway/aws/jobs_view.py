@@ -5,8 +5,8 @@ Used by the Jobs MQTT topics and the iot-jobs-data HTTP plane alike.
 
 from __future__ import annotations
 
-import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -14,14 +14,18 @@ from typing import Any
 from otahub.core.entities import Execution
 from otahub.core.errors import InvalidRequest
 from otahub.core.states import ExecutionStatus
+from otahub.domain import limits
 
 S = ExecutionStatus
 
 # AWS has no NOTIFIED or CONFIRM: a device sees an execution it may act on as QUEUED.
 _AWS_STATUS = {S.NOTIFIED: "QUEUED", S.CONFIRM: "QUEUED"}
 
-_DETAIL_KEY = re.compile(r"^[a-zA-Z0-9:_-]{1,128}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# iot-jobs-data's DetailsKey and DetailsValue (values: `[^\p{C}]+`, at most 1024).
+_DETAIL_KEY = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_DETAIL_VALUE = 1024
+MAX_CLIENT_TOKEN = 64  # bytes, as AWS IoT's other client tokens
 
 
 def aws_status(status: ExecutionStatus) -> str:
@@ -78,9 +82,11 @@ def execution_data(
 
 
 def parse_document(document: str) -> Any:
+    """The stored document as an object; as its text when it is none, or is one that
+    CreateJob now refuses (stored before it did: nested thousands deep, say)."""
     try:
-        return json.loads(document)
-    except ValueError:
+        return limits.loads_json(document)
+    except limits.Refused:
         return document
 
 
@@ -99,24 +105,50 @@ def check_status_details(details: Any) -> dict[str, str] | None:
         raise InvalidRequest("statusDetails must be a map of strings")
     checked: dict[str, str] = {}
     for key, value in details.items():
-        if not isinstance(key, str) or not _DETAIL_KEY.match(key):
-            raise InvalidRequest(f"statusDetails key {key!r} must match [a-zA-Z0-9:_-]{{1,128}}")
-        if not isinstance(value, str) or not value or len(value) > 1024 or _CONTROL.search(value):
+        if not isinstance(key, str) or not _DETAIL_KEY.fullmatch(key):
             raise InvalidRequest(
-                f"statusDetails value of {key!r} must be 1 to 1024 printable characters"
+                f"statusDetails key {key!r:.40} must match [a-zA-Z0-9:_-]{{1,128}}"
+            )
+        if not isinstance(value, str) or not _detail_value_ok(value):
+            raise InvalidRequest(
+                f"statusDetails value of {key!r} must be 1 to {MAX_DETAIL_VALUE} characters,"
+                " none of them a control, format or unassigned character"
             )
         checked[key] = value
     return checked
 
 
+def _detail_value_ok(value: str) -> bool:
+    if not 0 < len(value) <= MAX_DETAIL_VALUE or _ASCII_CONTROL.search(value):
+        return False
+    # \p{C}: controls, format characters, surrogates, private use, unassigned.
+    return value.isascii() or not any(unicodedata.category(c)[0] == "C" for c in value)
+
+
 def parse_int(value: Any, name: str) -> int | None:
-    """Numbers that AWS's embedded clients may send as numeric strings."""
+    """A long of the model, which AWS's embedded clients may send as a numeric string."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise InvalidRequest(f"{name} must be a number")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    try:
+        if isinstance(value, str):
+            return limits.parse_int(value, name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return limits.check_int(value, name)
+    except limits.Refused as exc:
+        raise InvalidRequest(str(exc)) from None
     raise InvalidRequest(f"{name} must be a number")
+
+
+def parse_bool(value: Any, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be true or false")
+    return value
+
+
+def is_client_token(value: Any) -> bool:
+    """A clientToken that can be echoed: text of at most MAX_CLIENT_TOKEN bytes."""
+    return (
+        isinstance(value, str) and len(value.encode("utf-8", "surrogatepass")) <= MAX_CLIENT_TOKEN
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -19,7 +20,8 @@ from otahub.core.entities import Device
 from otahub.core.errors import NotFound
 from otahub.core.services import Services
 from otahub.core.services.streams import Stream
-from otahub.gateway.aws.jobs_mqtt import Outgoing
+from otahub.domain.limits import MAX_JSON_DEPTH, Refused, loads_json
+from otahub.gateway.aws.jobs_mqtt import Outgoing, json_refusal_code
 from otahub.gateway.recent import Recent
 
 MIN_BLOCK = 256
@@ -28,6 +30,7 @@ MAX_PER_REQUEST = 131_072  # bytes of data one request may return
 MAX_OFFSET = 98_304
 MAX_BITMAP = 12_288
 MAX_TOKEN = 64
+STREAM_ID = re.compile(r"[a-zA-Z0-9_-]{1,128}")  # the control plane's StreamId
 
 ReadRange = Callable[[str, int, int], Awaitable[bytes]]
 
@@ -84,6 +87,8 @@ class StreamTopics:
         prefix = base + stream_ref
         try:
             request = _decode(payload, fmt)
+            if not STREAM_ID.fullmatch(stream_ref):
+                raise StreamError("InvalidRequest", "stream id must be 1 to 128 of [a-zA-Z0-9_-]")
         except StreamError as exc:
             return [_error(prefix, fmt, exc.code, exc.message, None)]
         token = request.get("c")
@@ -93,13 +98,15 @@ class StreamTopics:
             ):
                 token = None
                 raise StreamError("InvalidRequest", f"client token longer than {MAX_TOKEN} bytes")
+            version = request.get("s")
+            if version is not None:
+                version = _int(version, "stream version")
             # A description is always read afresh; so is a stream whose version
             # differs from the one the request names.
             stream = await self._stream(device.tenant_id, stream_ref, fresh=action == "describe")
             if action == "describe":
                 return [self._description(prefix, fmt, stream, token)]
-            version = request.get("s")
-            if isinstance(version, int) and version != stream.version:
+            if version is not None and version != stream.version:
                 stream = await self._stream(device.tenant_id, stream_ref, fresh=True)
             return await self._blocks(prefix, fmt, stream, request, token, min(qos, 1))
         except StreamError as exc:
@@ -215,6 +222,10 @@ def _bitmap(value: Any, fmt: str) -> bytes | None:
         raw = value
     elif isinstance(value, str):
         text = value[2:] if value[:2].lower() == "0x" else value
+        if len(text) >= 2 * MAX_BITMAP:
+            raise StreamError(
+                "BlockBitmapLimitExceeded", f"bitmap must be under {MAX_BITMAP} bytes"
+            )
         try:
             raw = binascii.unhexlify(text)
         except (binascii.Error, ValueError) as exc:
@@ -237,17 +248,42 @@ def _decode(payload: bytes, fmt: str) -> dict[str, Any]:
         return {}
     if fmt == "json":
         try:
-            data = json.loads(payload)
-        except ValueError as exc:
-            raise StreamError("InvalidJson", "payload is not JSON") from exc
+            data = loads_json(payload)
+        except Refused as exc:
+            code = json_refusal_code(payload)
+            raise StreamError(code, f"payload is not a JSON request: {exc}") from None
     else:
-        try:
-            data = cbor2.loads(payload)
-        except (cbor2.CBORDecodeError, ValueError, EOFError) as exc:
-            raise StreamError("InvalidCbor", "payload is not CBOR") from exc
+        data = _loads_cbor(payload)
     if not isinstance(data, dict):
         raise StreamError("InvalidRequest", "payload must be a map")
     return data
+
+
+def _refuse_tag(*_: Any) -> Any:
+    raise cbor2.CBORDecodeError("a stream request carries no tagged values")
+
+
+# Every tag cbor2 decodes by itself (shared references would build cycles, bignums
+# unbounded integers, and a request needs none of them); others reach the tag hook.
+_NO_TAGS = dict.fromkeys(
+    [*range(6), 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 43000, 55799],
+    _refuse_tag,
+)
+
+
+def _loads_cbor(payload: bytes) -> Any:
+    """A request in CBOR, as deep as JSON may be, without tags, with keys that are
+    text or bytes."""
+    try:
+        return cbor2.loads(
+            payload,
+            max_depth=MAX_JSON_DEPTH,
+            strict_hashable_types=True,
+            semantic_decoders=_NO_TAGS,
+            tag_hook=_refuse_tag,
+        )
+    except (cbor2.CBORError, ValueError, EOFError, RecursionError) as exc:
+        raise StreamError("InvalidCbor", f"payload is not a CBOR request: {exc}") from None
 
 
 def _encode(body: dict[str, Any], fmt: str) -> bytes:
