@@ -20,7 +20,6 @@ that was given the token can ask.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from otahub.core.services.registry import RegistryService
+from otahub.domain.limits import Refused, loads_json
 from otahub.gateway.embedded.identity import Identity, may_use
 from otahub.gateway.logins import DeviceLogins
 
@@ -60,8 +60,8 @@ class BrokerHooks:
 
     async def _body(self, request: Request) -> dict[str, Any]:
         try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
+            body = loads_json(await request.body() or b"{}")
+        except Refused:
             return {}
         return body if isinstance(body, dict) else {}
 
@@ -69,14 +69,13 @@ class BrokerHooks:
         if refused := self._refused(request):
             return refused
         body = await self._body(request)
-        der = _certificate_der(body.get("cert_pem"))
-        username, password = body.get("username"), body.get("password")
-        identity = await self.logins.login(
-            str(body.get("clientid") or ""),
-            None if username is None else str(username),
-            None if password is None else str(password),
-            der,
-        )
+        fields = _strings(body, "clientid", "username", "password")
+        identity = None
+        if fields is not None and fields[0]:
+            client_id, username, password = fields
+            identity = await self.logins.login(
+                client_id, username, password, _certificate_der(body.get("cert_pem"))
+            )
         return JSONResponse({"result": "allow" if identity else "deny", "is_superuser": False})
 
     async def acl(self, request: Request) -> Response:
@@ -90,10 +89,10 @@ class BrokerHooks:
 
     async def _authorized(self, body: dict[str, Any]) -> Identity | None:
         """The client a broker asks about, which the broker has let in already."""
-        username = body.get("username")
-        return await self.logins.authorized(
-            str(body.get("clientid") or ""), None if username is None else str(username)
-        )
+        fields = _strings(body, "clientid", "username")
+        if fields is None or not fields[0]:
+            return None
+        return await self.logins.authorized(fields[0], fields[1])
 
     async def events(self, request: Request) -> Response:
         if refused := self._refused(request):
@@ -133,10 +132,22 @@ def _event_time(value: Any) -> datetime | None:
         return None
 
 
+def _strings(body: dict[str, Any], *keys: str) -> list[Any] | None:
+    """String fields of a hook's body, None where absent; None for them all when one
+    is there but is not a string (such a login is denied, not stringified)."""
+    values = [body.get(key) for key in keys]
+    if any(v is not None and not isinstance(v, str) for v in values):
+        return None
+    return values
+
+
+MAX_CERTIFICATE_PEM_CHARS = 64 * 1024  # a device certificate is 1-2 KB; a chain a few
+
+
 def _certificate_der(pem: Any) -> bytes | None:
-    if not pem:
+    if not pem or not isinstance(pem, str) or len(pem) > MAX_CERTIFICATE_PEM_CHARS:
         return None
     try:
-        return x509.load_pem_x509_certificate(str(pem).encode()).public_bytes(Encoding.DER)
-    except ValueError:
+        return x509.load_pem_x509_certificate(pem.encode()).public_bytes(Encoding.DER)
+    except (ValueError, UnicodeEncodeError):
         return None

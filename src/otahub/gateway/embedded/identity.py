@@ -46,6 +46,8 @@ def parse_aliyun_login(client_id: str, username: str | None) -> AliyunLogin | No
 
 def aliyun_password_ok(login: AliyunLogin, device_secret: str, password: str) -> bool:
     """The password is the hex HMAC of the signed fields, sorted by name."""
+    if not password.isascii():  # hex never is; and compare_digest takes only ASCII str
+        return False
     text = "".join(f"{k}{login.fields[k]}" for k in sorted(login.fields))
     expected = hmac.new(device_secret.encode(), text.encode(), _SIGN[login.sign_method])
     return hmac.compare_digest(expected.hexdigest(), password.lower())
