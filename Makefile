@@ -26,6 +26,7 @@ serve: $(VENV)/.runtime
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.test
 	$(BIN)/mypy

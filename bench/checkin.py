@@ -72,9 +72,9 @@ end
 async def seed(url: str, n: int) -> None:
     """n devices through the core's bulk registration, all in one group, and one job
     released to them by the engine (set-based SQL, not n API calls)."""
-    from otahub.core.clock import SystemClock
     from otahub.core.engine import Engine
     from otahub.core.services import JobSpec, Services
+    from otahub.domain.clock import SystemClock
     from otahub.store.db import Database
     from otahub.store.migrate import migrate
 

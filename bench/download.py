@@ -35,7 +35,7 @@ from common import Row, add_json_arg, child_env, report, wait_for_port
 from otahub.blobs.download import make_download_app
 from otahub.blobs.fs import FilesystemBlobStore
 from otahub.blobs.presign import PresignVerifier
-from otahub.core.clock import SystemClock
+from otahub.domain.clock import SystemClock
 
 OTAHUB_PORT = 18101
 NGINX_PORT = 18102

@@ -21,10 +21,10 @@ from pathlib import Path
 from sqlalchemy import text
 
 from common import Row, add_json_arg, report
-from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine, EngineSettings
-from otahub.core.policies import JobPolicies, RolloutPolicy
 from otahub.core.services import JobSpec, Services
+from otahub.domain.clock import FakeClock
+from otahub.domain.policies import JobPolicies, RolloutPolicy
 from otahub.store.db import Database
 from otahub.store.migrate import migrate
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine, EngineSettings
 from otahub.core.services import Services
+from otahub.domain.clock import FakeClock
 from otahub.store.db import Database
 from otahub.store.migrate import migrate
 from otahub.store.tables import metadata

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from otahub.core.ids import secret_key
+from otahub.domain.ids import secret_key
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,14 @@ from otahub.blobs.base import BlobStore
 from otahub.blobs.factory import blob_store_from_url
 from otahub.blobs.presign import PresignVerifier
 from otahub.config import Settings
-from otahub.core.clock import Clock, SystemClock
 from otahub.core.engine import Engine, EngineSettings
-from otahub.core.entities import Device
 from otahub.core.outbox import Notification, OutboxPublisher
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
 from otahub.core.services.signing import SigningService
 from otahub.credentials import RootCredentials, derive_secret, load_or_create
+from otahub.domain.clock import Clock, SystemClock
+from otahub.domain.entities import Device
 from otahub.faces.aliyun.app import AliyunApp, AliyunDeps
 from otahub.faces.aliyun.handlers import all_handlers as aliyun_handlers
 from otahub.faces.aliyun.oss import OssUploadApp

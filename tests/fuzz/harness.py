@@ -37,8 +37,8 @@ from sqlalchemy import text
 
 from otahub.app import build_app
 from otahub.config import Settings
-from otahub.core.clock import FakeClock
-from otahub.core.entities import Device
+from otahub.domain.clock import FakeClock
+from otahub.domain.entities import Device
 from otahub.faces.aliyun.protocol.signature import sign, string_to_sign
 from otahub.runtime import Runtime
 from otahub.store.tables import metadata

@@ -11,7 +11,7 @@ from typing import Any
 import cbor2
 import pytest
 
-from otahub.core.entities import Device
+from otahub.domain.entities import Device
 from tests.fuzz.harness import Campaign, LogWatch, Server, examples_per_case, seed_world
 from tests.fuzz.strategies import (
     GARBAGE_PAYLOADS,

@@ -17,12 +17,12 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
 from otahub.core.outbox import OutboxPublisher
-from otahub.core.policies import JobPolicies, RolloutPolicy
 from otahub.core.services import JobSpec, Services
-from otahub.core.states import ExecutionStatus
+from otahub.domain.clock import FakeClock
+from otahub.domain.policies import JobPolicies, RolloutPolicy
+from otahub.domain.states import ExecutionStatus
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.external import ExternalBroker
 

@@ -22,8 +22,8 @@ import httpx
 import paho.mqtt.client as paho
 import pytest
 
-from otahub.core.clock import SystemClock
 from otahub.core.services import Services
+from otahub.domain.clock import SystemClock
 from otahub.store.db import Database
 from tests.integration.server import ServerProcess
 

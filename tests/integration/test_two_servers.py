@@ -10,8 +10,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from otahub.core.clock import SystemClock
 from otahub.core.services import Services
+from otahub.domain.clock import SystemClock
 from otahub.store.db import Database
 from tests.conftest import need_service, truncate_all
 from tests.integration.server import ServerProcess

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otahub.core.errors import InvalidRequest, LimitExceeded, NotFound, OtahubError
+from otahub.domain.errors import InvalidRequest, LimitExceeded, NotFound, OtahubError
 
 
 class BlobError(OtahubError):

@@ -9,8 +9,8 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from otahub.core.clock import Clock
-from otahub.core.errors import InvalidRequest, Unauthorized
+from otahub.domain.clock import Clock
+from otahub.domain.errors import InvalidRequest, Unauthorized
 
 MIN_EXPIRES_S = 60
 MAX_EXPIRES_S = 3600

@@ -1,4 +1,5 @@
-"""The core: entities, state machines, rules, services and the rollout engine.
+"""The core: the use cases (services), the rollout engine and the outbox, over the
+domain's entities and rules.
 
 Nothing in here knows about HTTP, MQTT, AWS or Alibaba vocabulary.
 """

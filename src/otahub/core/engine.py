@@ -28,9 +28,9 @@ from typing import Any
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from otahub.core.clock import Clock
-from otahub.core.policies import EndBehavior, JobPolicies
-from otahub.core.states import (
+from otahub.domain.clock import Clock
+from otahub.domain.policies import EndBehavior, JobPolicies
+from otahub.domain.states import (
     ACTIVE_JOB,
     TERMINAL,
     UNSTARTED,

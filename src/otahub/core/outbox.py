@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from otahub.core.clock import Clock
+from otahub.domain.clock import Clock
 from otahub.store.db import Database
 from otahub.store.tables import executions, outbox
 

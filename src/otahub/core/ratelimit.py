@@ -14,7 +14,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime
 
-from otahub.core.clock import Clock
+from otahub.domain.clock import Clock
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otahub.core.errors import InvalidRequest
+from otahub.domain.errors import InvalidRequest
 
 
 class SigningError(InvalidRequest):

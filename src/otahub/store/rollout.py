@@ -25,8 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from otahub.core import selectors as sel
-from otahub.core.states import ExecutionStatus
+from otahub.domain import selectors as sel
+from otahub.domain.states import ExecutionStatus
 from otahub.store.selectors import compile_selector, group_descendants
 from otahub.store.tables import (
     device_groups,

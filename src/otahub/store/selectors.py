@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.selectable import CTE
 
-from otahub.core.selectors import And, AnyOf, Everything, Match, Not, Or, Range, Selector
+from otahub.domain.selectors import And, AnyOf, Everything, Match, Not, Or, Range, Selector
 from otahub.store.tables import device_groups, device_modules, devices, group_members, products
 
 

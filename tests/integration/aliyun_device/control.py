@@ -24,9 +24,9 @@ from typing import Any
 
 from aliyunsdkcore.client import AcsClient
 
-from otahub.core.clock import SystemClock
-from otahub.core.entities import Execution
 from otahub.core.services import Services
+from otahub.domain.clock import SystemClock
+from otahub.domain.entities import Execution
 from otahub.store.db import Database
 from tests.integration.aliyun.conftest import call, make_client, unique, upload
 from tests.integration.server import ServerProcess

@@ -20,8 +20,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from otahub.core.clock import SystemClock
 from otahub.core.services import Services
+from otahub.domain.clock import SystemClock
 from otahub.store.db import Database
 from tests.conftest import PG_ADMIN_URL, PG_HOST, PG_PORT, need_service
 from tests.integration.aws.conftest import KEY, SECRET

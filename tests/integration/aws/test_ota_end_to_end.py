@@ -18,10 +18,10 @@ import pytest
 
 from otahub.agent.aws import AwsAgent, AwsAgentConfig
 from otahub.blobs.fs import FilesystemBlobStore
-from otahub.core.clock import SystemClock
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
 from otahub.core.services.signing import SigningService
+from otahub.domain.clock import SystemClock
 from otahub.store.db import Database
 from tests.integration.aws.conftest import clients, wait_for
 from tests.integration.server import ServerProcess

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from otahub.core.clock import FakeClock
+from otahub.domain.clock import FakeClock
 
 
 @pytest.fixture

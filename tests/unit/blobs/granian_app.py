@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from otahub.blobs.download import make_download_app
 from otahub.blobs.fs import FilesystemBlobStore
 from otahub.blobs.presign import PresignVerifier
-from otahub.core.clock import SystemClock
+from otahub.domain.clock import SystemClock
 
 
 def build() -> ASGIApp:

@@ -16,7 +16,7 @@ from starlette.routing import Mount
 from otahub.blobs import BlobInfo, FilesystemBlobStore
 from otahub.blobs.download import BlobDownload, make_download_app
 from otahub.blobs.presign import PresignVerifier
-from otahub.core.clock import FakeClock
+from otahub.domain.clock import FakeClock
 
 from .helpers import data_stream
 

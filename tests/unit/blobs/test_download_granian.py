@@ -15,7 +15,7 @@ import pytest
 
 from otahub.blobs import FilesystemBlobStore
 from otahub.blobs.presign import PresignVerifier
-from otahub.core.clock import SystemClock
+from otahub.domain.clock import SystemClock
 
 from .helpers import GeneratedStream, data_stream, stop, wait_for_port
 

@@ -11,8 +11,8 @@ from otahub.blobs.presign import (
     sign_download,
     verify_download,
 )
-from otahub.core.clock import FakeClock
-from otahub.core.errors import InvalidRequest, Unauthorized
+from otahub.domain.clock import FakeClock
+from otahub.domain.errors import InvalidRequest, Unauthorized
 
 SECRET = b"s" * 32
 KEY = "tenant/1/fw-1.2.3.bin"

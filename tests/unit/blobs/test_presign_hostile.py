@@ -12,7 +12,7 @@ import pytest
 from otahub.blobs.download import make_download_app
 from otahub.blobs.fs import FilesystemBlobStore
 from otahub.blobs.presign import PresignError, PresignVerifier, sign_download, verify_download
-from otahub.core.clock import FakeClock
+from otahub.domain.clock import FakeClock
 from tests.unit.blobs.helpers import data_stream
 
 SECRET = b"s" * 32

@@ -29,7 +29,7 @@ from otahub.blobs import (
 )
 from otahub.blobs.download import make_download_app
 from otahub.blobs.presign import PresignVerifier
-from otahub.core.clock import FakeClock
+from otahub.domain.clock import FakeClock
 
 from .helpers import GeneratedStream, data_stream, stop, wait_for_port
 

@@ -10,8 +10,8 @@ import sys
 
 from sqlalchemy import select
 
-from otahub.core.clock import SystemClock
 from otahub.core.engine import Engine, EngineSettings
+from otahub.domain.clock import SystemClock
 from otahub.store.db import Database
 from otahub.store.tables import jobs
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from otahub.core.entities import Job
 from otahub.core.services import JobSpec, Services
+from otahub.domain.entities import Job
 
 
 async def make_fleet(svc: Services, n: int, *, group: str = "fleet") -> tuple[int, list[int]]:

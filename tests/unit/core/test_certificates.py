@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest
 from otahub.core.services import Services
+from otahub.domain.errors import AlreadyExists, Conflict, InvalidRequest
 
 
 def self_signed(cn: str) -> str:

@@ -16,8 +16,8 @@ import sys
 import pytest
 from sqlalchemy import and_, distinct, func, or_, select
 
-from otahub.core.clock import SystemClock
 from otahub.core.services import JobSpec, Services
+from otahub.domain.clock import SystemClock
 from otahub.store.db import Database
 from otahub.store.tables import executions, outbox
 from tests.unit.core.fleet import make_fleet

@@ -7,11 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine, EngineSettings
-from otahub.core.entities import PackageFile
-from otahub.core.errors import InvalidStateTransition
-from otahub.core.policies import (
+from otahub.core.services import JobSpec, Report, Services
+from otahub.domain.clock import FakeClock
+from otahub.domain.entities import PackageFile
+from otahub.domain.errors import InvalidStateTransition
+from otahub.domain.policies import (
     AbortCriterion,
     EndBehavior,
     ExponentialRate,
@@ -23,9 +24,8 @@ from otahub.core.policies import (
     SchedulePolicy,
     TimeoutPolicy,
 )
-from otahub.core.selectors import AnyOf
-from otahub.core.services import JobSpec, Report, Services
-from otahub.core.states import (
+from otahub.domain.selectors import AnyOf
+from otahub.domain.states import (
     ExecutionStatus,
     FailureType,
     JobStatus,

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from otahub.core.clock import FakeClock
 from otahub.core.engine import FAILURE_BACKOFF_FIRST, Engine, failure_text
-from otahub.core.policies import (
+from otahub.core.services import Report, Services
+from otahub.domain.clock import FakeClock
+from otahub.domain.policies import (
     MAX_RATE_PER_MINUTE,
     ExponentialRate,
     JobPolicies,
     RolloutPolicy,
 )
-from otahub.core.services import Report, Services
-from otahub.core.states import ExecutionStatus, JobStatus
+from otahub.domain.states import ExecutionStatus, JobStatus
 from otahub.store.db import Database
 from otahub.store.tables import jobs
 from tests.unit.core.fleet import group_job, make_fleet

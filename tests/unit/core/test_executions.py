@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 import pytest
 
-from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
-from otahub.core.errors import InvalidStateTransition, NotFound, VersionConflict
 from otahub.core.outbox import Notification, OutboxPublisher
 from otahub.core.services import Report, Services
-from otahub.core.states import ExecutionStatus
+from otahub.domain.clock import FakeClock
+from otahub.domain.errors import InvalidStateTransition, NotFound, VersionConflict
+from otahub.domain.states import ExecutionStatus
 from tests.unit.core.fleet import group_job, make_fleet
 
 S = ExecutionStatus
@@ -148,7 +148,7 @@ async def test_pending_for_thing_by_name_in_one_query(
 async def test_version_report_settles_matching_executions(
     services: Services, engine: Engine
 ) -> None:
-    from otahub.core.entities import PackageFile
+    from otahub.domain.entities import PackageFile
 
     tenant, ids = await make_fleet(services, 2)
     pkg = await services.packages.create_package(

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from otahub.core.engine import Engine
-from otahub.core.errors import InvalidRequest, NotFound
 from otahub.core.services import JobSpec, Report, Services
-from otahub.core.states import ExecutionStatus
+from otahub.domain.errors import InvalidRequest, NotFound
+from otahub.domain.states import ExecutionStatus
 
 S = ExecutionStatus
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 import pytest
 
 from otahub.core.engine import Engine
-from otahub.core.errors import (
+from otahub.core.services import JobSpec, Report, Services
+from otahub.domain.errors import (
     AlreadyExists,
     Conflict,
     InvalidStateTransition,
     LimitExceeded,
     NotFound,
 )
-from otahub.core.policies import JobPolicies, RolloutPolicy
-from otahub.core.services import JobSpec, Report, Services
-from otahub.core.states import ExecutionStatus, JobStatus, ReleaseMode
+from otahub.domain.policies import JobPolicies, RolloutPolicy
+from otahub.domain.states import ExecutionStatus, JobStatus, ReleaseMode
 from tests.unit.core.fleet import group_job, make_fleet
 
 S = ExecutionStatus

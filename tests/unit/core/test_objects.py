@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from otahub.blobs.fs import FilesystemBlobStore
-from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
+from otahub.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:

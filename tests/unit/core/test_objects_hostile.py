@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from otahub.blobs.fs import FilesystemBlobStore
-from otahub.core.errors import InvalidRequest, NotFound
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService, check_bucket_name, check_object_key
+from otahub.domain.errors import InvalidRequest, NotFound
 from otahub.store.tables import objects
 
 

@@ -10,8 +10,9 @@ from datetime import datetime
 
 import pytest
 
-from otahub.core.errors import InvalidRequest
-from otahub.core.policies import (
+from otahub.core.services import Services
+from otahub.domain.errors import InvalidRequest
+from otahub.domain.policies import (
     MAX_RATE_PER_MINUTE,
     AbortCriterion,
     ExponentialRate,
@@ -23,8 +24,7 @@ from otahub.core.policies import (
     SchedulePolicy,
     TimeoutPolicy,
 )
-from otahub.core.services import Services
-from otahub.core.states import FailureType
+from otahub.domain.states import FailureType
 from tests.unit.core.fleet import group_job, make_fleet
 
 # float("1e309") is what a JSON decoder makes of the literal 1e309.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from otahub.core.clock import FakeClock
 from otahub.core.ratelimit import Limit, RateLimiter
+from otahub.domain.clock import FakeClock
 
 
 def test_burst_then_refill() -> None:

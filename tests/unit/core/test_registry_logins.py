@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from otahub.core.clock import FakeClock
 from otahub.core.services import Services
+from otahub.domain.clock import FakeClock
 
 
 async def test_device_found_by_product_key_in_any_instance_of_the_account(

@@ -12,11 +12,11 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 
 from otahub.core.engine import Engine
-from otahub.core.errors import InvalidStateTransition, NotFound, VersionConflict
 from otahub.core.outbox import Notification, OutboxPublisher
 from otahub.core.services import Report, Services
 from otahub.core.services.batching import ReportWriter, SingleFlight
-from otahub.core.states import ExecutionStatus
+from otahub.domain.errors import InvalidStateTransition, NotFound, VersionConflict
+from otahub.domain.states import ExecutionStatus
 from otahub.store.db import Database
 from tests.unit.core.fleet import group_job, make_fleet
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from otahub.blobs.fs import FilesystemBlobStore
-from otahub.core.errors import InvalidRequest, NotFound
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
 from otahub.core.services.signing import SigningService
+from otahub.domain.errors import InvalidRequest, NotFound
 from otahub.signing import SigningKeyMaterial, verify_file_signature
 
 IMAGE = os.urandom(100_001)  # not a multiple of 3: the base64 carry is exercised

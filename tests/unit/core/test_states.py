@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from otahub.core.errors import InvalidStateTransition
-from otahub.core.states import (
+from otahub.domain.errors import InvalidStateTransition
+from otahub.domain.states import (
     TERMINAL,
     TRANSITIONS,
     ExecutionStatus,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from otahub.core.clock import Clock
 from otahub.core.services.accounts import AccountService
 from otahub.core.services.base import ServiceContext
 from otahub.core.services.certificates import CertificateService
@@ -14,6 +13,7 @@ from otahub.core.services.modules import ModuleService
 from otahub.core.services.packages import PackageService
 from otahub.core.services.registry import RegistryService
 from otahub.core.services.streams import StreamService
+from otahub.domain.clock import Clock
 from otahub.store.db import Database
 
 

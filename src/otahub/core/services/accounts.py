@@ -6,8 +6,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from otahub.core.entities import Tenant
 from otahub.core.services.base import ServiceContext
+from otahub.domain.entities import Tenant
 from otahub.domain.limits import Refused, check_text
 from otahub.store.tables import access_keys, products, tenants
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from otahub.core.clock import Clock
+from otahub.domain.clock import Clock
 from otahub.store.db import Database
 
 IN_CHUNK = 10_000  # ids per IN (...) list: asyncpg binds at most 32,767 parameters

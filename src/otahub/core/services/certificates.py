@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from otahub.core.entities import Device, row_to
-from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from otahub.core.services.base import ServiceContext
+from otahub.domain.entities import Device, row_to
+from otahub.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from otahub.store.tables import certificate_devices, certificates, devices, products
 
 STATUSES = frozenset({"ACTIVE", "INACTIVE", "REVOKED"})

@@ -16,13 +16,14 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from otahub.core.entities import Execution, row_to
-from otahub.core.errors import InvalidRequest, InvalidStateTransition, NotFound, VersionConflict
-from otahub.core.policies import JobPolicies
 from otahub.core.services.accounts import DEFAULT_PRODUCT_KEY
 from otahub.core.services.base import ServiceContext
 from otahub.core.services.batching import Coalescer, ReportWriter
-from otahub.core.states import (
+from otahub.domain import limits
+from otahub.domain.entities import Execution, row_to
+from otahub.domain.errors import InvalidRequest, InvalidStateTransition, NotFound, VersionConflict
+from otahub.domain.policies import JobPolicies
+from otahub.domain.states import (
     PENDING,
     TERMINAL,
     ExecutionStatus,
@@ -30,7 +31,6 @@ from otahub.core.states import (
     can_transition,
     check_transition,
 )
-from otahub.domain import limits
 from otahub.store import rollout
 from otahub.store.tables import devices, executions, jobs, packages, products
 from otahub.store.types import UTCDateTime

@@ -10,14 +10,14 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from otahub.core import selectors as sel
 from otahub.core.engine import CLEAR_FAILURE, cancel_job_in
-from otahub.core.entities import Job, row_to
-from otahub.core.errors import AlreadyExists, InvalidRequest, InvalidStateTransition, NotFound
-from otahub.core.policies import JobPolicies
 from otahub.core.services.base import ServiceContext
 from otahub.core.services.batching import Coalescer
-from otahub.core.states import (
+from otahub.domain import selectors as sel
+from otahub.domain.entities import Job, row_to
+from otahub.domain.errors import AlreadyExists, InvalidRequest, InvalidStateTransition, NotFound
+from otahub.domain.policies import JobPolicies
+from otahub.domain.states import (
     ACTIVE_JOB,
     PENDING,
     UNSTARTED,

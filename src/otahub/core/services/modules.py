@@ -11,8 +11,8 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest, LimitExceeded, NotFound
 from otahub.core.services.base import ServiceContext
+from otahub.domain.errors import AlreadyExists, Conflict, InvalidRequest, LimitExceeded, NotFound
 from otahub.store.tables import modules, packages, products
 
 DEFAULT_MODULE = "default"

@@ -19,8 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otahub.blobs.base import BlobStore
-from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from otahub.core.services.base import ServiceContext
+from otahub.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
 from otahub.domain.limits import Refused, check_text
 from otahub.store.tables import buckets, multipart_parts, multipart_uploads, objects
 

@@ -9,11 +9,11 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from otahub.core.entities import Package, PackageFile, row_to
-from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
-from otahub.core.ids import opaque_id
 from otahub.core.services.base import ServiceContext
-from otahub.core.states import ACTIVE_JOB, VerifyState
+from otahub.domain.entities import Package, PackageFile, row_to
+from otahub.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound
+from otahub.domain.ids import opaque_id
+from otahub.domain.states import ACTIVE_JOB, VerifyState
 from otahub.store.tables import jobs, package_files, packages
 
 

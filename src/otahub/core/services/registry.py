@@ -11,12 +11,12 @@ from sqlalchemy import and_, bindparam, delete, func, insert, literal, or_, sele
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from otahub.core import selectors as sel
-from otahub.core.entities import Device, Group, Product, row_to
-from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, VersionConflict
-from otahub.core.ids import new_uuid
 from otahub.core.services.accounts import DEFAULT_PRODUCT_KEY
 from otahub.core.services.base import IN_CHUNK, ServiceContext
+from otahub.domain import selectors as sel
+from otahub.domain.entities import Device, Group, Product, row_to
+from otahub.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, VersionConflict
+from otahub.domain.ids import new_uuid
 from otahub.store.selectors import group_descendants
 from otahub.store.tables import (
     device_groups,

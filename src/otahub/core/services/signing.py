@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from otahub.core.errors import InvalidRequest, NotFound
 from otahub.core.services.base import ServiceContext
 from otahub.core.services.objects import ObjectService, StoredObject
+from otahub.domain.errors import InvalidRequest, NotFound
 from otahub.signing import SignatureAlgorithm, SigningKeyMaterial, signature_to_base64
 from otahub.store.tables import signing_jobs, signing_profiles
 

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from otahub.core.errors import AlreadyExists, InvalidRequest, NotFound
 from otahub.core.services.base import ServiceContext
+from otahub.domain.errors import AlreadyExists, InvalidRequest, NotFound
 from otahub.store.tables import streams
 
 MAX_FILES = 50

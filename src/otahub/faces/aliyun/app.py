@@ -15,12 +15,12 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from otahub.core.clock import Clock
-from otahub.core.entities import Tenant
-from otahub.core.errors import OtahubError
 from otahub.core.services import Services
 from otahub.core.services.accounts import UNSAVED_TENANT_ID
 from otahub.core.services.objects import ObjectService
+from otahub.domain.clock import Clock
+from otahub.domain.entities import Tenant
+from otahub.domain.errors import OtahubError
 from otahub.faces.aliyun.protocol import envelope, frontdoor
 from otahub.faces.aliyun.protocol.errormap import from_core, internal_error
 from otahub.faces.aliyun.protocol.errors import AliyunError, gateway

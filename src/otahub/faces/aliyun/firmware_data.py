@@ -31,8 +31,8 @@ key -> value, in the order given: the push's `extData`), `download_protocol`
 
 from __future__ import annotations
 
-from otahub.core.entities import Package, PackageFile
-from otahub.core.states import VerifyState
+from otahub.domain.entities import Package, PackageFile
+from otahub.domain.states import VerifyState
 
 SIGN_METHOD = "sign_method"
 FIRMWARE_TYPE = "firmware_type"

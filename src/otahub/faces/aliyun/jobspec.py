@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from otahub.core import selectors as sel
-from otahub.core.entities import Package
-from otahub.core.policies import (
+from otahub.domain import selectors as sel
+from otahub.domain.entities import Package
+from otahub.domain.policies import (
     EndBehavior,
     JobPolicies,
     RetryCriterion,
@@ -19,7 +19,7 @@ from otahub.core.policies import (
     SchedulePolicy,
     TimeoutPolicy,
 )
-from otahub.core.states import FailureType
+from otahub.domain.states import FailureType
 from otahub.faces.aliyun import firmware_data as fd
 from otahub.faces.aliyun.app import AliyunContext
 from otahub.faces.aliyun.lookup import fail

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from otahub.core.entities import Device, Job, Package, Product
-from otahub.core.errors import NotFound
+from otahub.domain.entities import Device, Job, Package, Product
+from otahub.domain.errors import NotFound
 from otahub.domain.limits import check_int
 from otahub.faces.aliyun.app import AliyunContext
 from otahub.faces.aliyun.protocol.codes import BusinessCode

@@ -15,10 +15,10 @@ from python_multipart.multipart import parse_options_header
 from starlette.types import Receive, Scope, Send
 
 from otahub.blobs.errors import BlobTooLarge
-from otahub.core.clock import Clock
-from otahub.core.errors import OtahubError
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
+from otahub.domain.clock import Clock
+from otahub.domain.errors import OtahubError
 from otahub.faces.aliyun import storage
 from otahub.faces.aliyun.protocol.envelope import new_request_id
 from otahub.faces.aliyun.protocol.oss_policy import (

@@ -8,9 +8,9 @@ import contextlib
 import secrets
 import urllib.parse
 
-from otahub.core.errors import AlreadyExists, InvalidRequest, NotFound
-from otahub.core.ids import opaque_id
 from otahub.core.services.objects import ObjectService, StoredObject, check_object_key
+from otahub.domain.errors import AlreadyExists, InvalidRequest, NotFound
+from otahub.domain.ids import opaque_id
 
 OSS_PATH = "/oss"
 

@@ -15,9 +15,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from otahub.core.errors import InvalidRequest
-from otahub.core.selectors import And, Match, Not, Or, Range, Selector
+from otahub.domain.errors import InvalidRequest
 from otahub.domain.limits import check_float
+from otahub.domain.selectors import And, Match, Not, Or, Range, Selector
 
 _TOKEN = re.compile(
     r"""\s*(?:

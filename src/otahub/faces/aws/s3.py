@@ -20,8 +20,6 @@ from xml.parsers import expat
 from starlette.types import Receive, Scope, Send
 
 from otahub.blobs.ranges import RangeNotSatisfiable, parse_range
-from otahub.core.clock import Clock
-from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, OtahubError
 from otahub.core.services import Services
 from otahub.core.services.objects import (
     MAX_PARTS,
@@ -30,6 +28,8 @@ from otahub.core.services.objects import (
     check_key_length,
     listable,
 )
+from otahub.domain.clock import Clock
+from otahub.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, OtahubError
 from otahub.domain.limits import INT32_MAX, INT32_MIN, Refused, parse_int
 from otahub.faces.aws.wire import sigv4
 from otahub.faces.aws.wire.errors import AwsError

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from otahub.core.entities import Package
+from otahub.domain.entities import Package
 from otahub.gateway.aliyun.codec import (
     CodecError,
     DownloadRequest,

@@ -24,11 +24,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from otahub.core.clock import Clock
-from otahub.core.entities import Device, Execution, Job, Package
-from otahub.core.errors import InvalidStateTransition, NotFound, VersionConflict
 from otahub.core.services import Report, Services
-from otahub.core.states import ExecutionStatus, JobStatus
+from otahub.domain.clock import Clock
+from otahub.domain.entities import Device, Execution, Job, Package
+from otahub.domain.errors import InvalidStateTransition, NotFound, VersionConflict
+from otahub.domain.states import ExecutionStatus, JobStatus
 from otahub.gateway.aliyun.codec import (
     DEFAULT_MODULE,
     CodecError,

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from otahub.core.entities import Device, Job, Package
-from otahub.core.entities import PackageFile as StoredFile
+from otahub.domain.entities import Device, Job, Package
+from otahub.domain.entities import PackageFile as StoredFile
 from otahub.gateway.aliyun.codec import PackageFile, UpgradeInfo
 
 # (device, blob key) -> a download URL of otahub valid for that device only.

@@ -7,10 +7,10 @@ import contextlib
 import re
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from otahub.core.entities import Device, Job
-from otahub.core.errors import NotFound
 from otahub.core.services.batching import Coalescer
 from otahub.core.services.objects import ObjectService, StoredObject
+from otahub.domain.entities import Device, Job
+from otahub.domain.errors import NotFound
 from otahub.gateway.download_urls import DeviceUrls
 
 PLACEHOLDER = re.compile(r"\$\{aws:iot:s3-presigned-url:(https?://[^}]+)\}")

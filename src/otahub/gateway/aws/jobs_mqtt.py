@@ -14,19 +14,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from otahub.core.clock import Clock
-from otahub.core.entities import Device, Execution, Job
-from otahub.core.errors import (
+from otahub.core.services import Report, Services
+from otahub.core.services.batching import SingleFlight
+from otahub.domain.clock import Clock
+from otahub.domain.entities import Device, Execution, Job
+from otahub.domain.errors import (
     InvalidRequest,
     InvalidStateTransition,
     NotFound,
     OtahubError,
     VersionConflict,
 )
-from otahub.core.services import Report, Services
-from otahub.core.services.batching import SingleFlight
-from otahub.core.states import DEVICE_SETTABLE, ExecutionStatus
 from otahub.domain.limits import MAX_JSON_DEPTH, Refused, json_depth, loads_json
+from otahub.domain.states import DEVICE_SETTABLE, ExecutionStatus
 from otahub.gateway.aws import jobs_view as view
 
 S = ExecutionStatus

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from otahub.core.entities import Execution
-from otahub.core.errors import InvalidRequest
-from otahub.core.states import ExecutionStatus
 from otahub.domain import limits
+from otahub.domain.entities import Execution
+from otahub.domain.errors import InvalidRequest
+from otahub.domain.states import ExecutionStatus
 
 S = ExecutionStatus
 

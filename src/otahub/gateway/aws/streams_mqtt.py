@@ -16,10 +16,10 @@ from typing import Any
 
 import cbor2
 
-from otahub.core.entities import Device
-from otahub.core.errors import NotFound
 from otahub.core.services import Services
 from otahub.core.services.streams import Stream
+from otahub.domain.entities import Device
+from otahub.domain.errors import NotFound
 from otahub.domain.limits import MAX_JSON_DEPTH, Refused, loads_json
 from otahub.gateway.aws.jobs_mqtt import Outgoing, json_refusal_code
 from otahub.gateway.recent import Recent

@@ -8,9 +8,9 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from otahub.core.entities import Device
 from otahub.core.outbox import Notification
 from otahub.core.services import Services
+from otahub.domain.entities import Device
 from otahub.gateway.bridge import STREAM_SENDER_S, DeviceBridge
 from otahub.gateway.embedded.broker import EmbeddedBroker
 from otahub.gateway.embedded.identity import Identity

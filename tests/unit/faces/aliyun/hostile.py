@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 
 from otahub.blobs.fs import FilesystemBlobStore
-from otahub.core.errors import NotFound
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
+from otahub.domain.errors import NotFound
 from otahub.faces.aliyun import storage
 from otahub.faces.aliyun.protocol.oss_policy import policy_signature
 from otahub.faces.aliyun.protocol.signature import sign, string_to_sign

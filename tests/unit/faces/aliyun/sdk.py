@@ -14,7 +14,7 @@ from typing import Any
 
 from aliyunsdkcore.client import AcsClient
 
-from otahub.core.clock import FakeClock
+from otahub.domain.clock import FakeClock
 from otahub.faces.aliyun.protocol.envelope import RpcResponse, error_response, success
 from otahub.faces.aliyun.protocol.errors import AliyunError
 from otahub.faces.aliyun.protocol.frontdoor import Received, action_of, format_of, receive

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from otahub.core import selectors as sel
-from otahub.core.clock import FakeClock
-from otahub.core.entities import Package, PackageFile
-from otahub.core.states import VerifyState
+from otahub.domain import selectors as sel
+from otahub.domain.clock import FakeClock
+from otahub.domain.entities import Package, PackageFile
+from otahub.domain.states import VerifyState
 from otahub.faces.aliyun import firmware_data as fd
 from otahub.faces.aliyun import jobspec, lookup, storage
 from otahub.faces.aliyun.protocol.errors import BusinessError, GatewayError

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from aliyunsdkiot.request.v20180120.QueryOTAJobRequest import QueryOTAJobRequest
 
-from otahub.core import errors as core
-from otahub.core.clock import FakeClock
+from otahub.domain import errors as core
+from otahub.domain.clock import FakeClock
 from otahub.faces.aliyun.protocol.codes import BY_CODE, BusinessCode
 from otahub.faces.aliyun.protocol.errormap import from_core, internal_error
 from otahub.faces.aliyun.protocol.errors import BusinessError, GatewayError

@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from otahub.blobs.fs import FilesystemBlobStore
-from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
 from otahub.core.services import Report, Services
 from otahub.core.services.objects import ObjectService
-from otahub.core.states import ExecutionStatus
+from otahub.domain.clock import FakeClock
+from otahub.domain.states import ExecutionStatus
 from otahub.faces.aliyun.app import AliyunApp, AliyunDeps
 from otahub.faces.aliyun.handlers import all_handlers
 from otahub.faces.aliyun.oss import OssUploadApp

@@ -14,7 +14,7 @@ from aliyunsdkiot.request.v20180120.ListOTAModuleByProductRequest import (
     ListOTAModuleByProductRequest,
 )
 
-from otahub.core.clock import FakeClock
+from otahub.domain.clock import FakeClock
 from otahub.faces.aliyun.protocol.errors import GatewayError
 from otahub.faces.aliyun.protocol.nonces import MemoryNonceStore
 from otahub.faces.aliyun.protocol.parser import merge_params

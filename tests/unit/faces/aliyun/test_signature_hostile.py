@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from otahub.core.clock import FakeClock
 from otahub.core.services import Services
+from otahub.domain.clock import FakeClock
 from otahub.faces.aliyun.protocol.errors import GatewayError
 from otahub.faces.aliyun.protocol.nonces import MemoryNonceStore
 from otahub.faces.aliyun.protocol.signature import Authenticator, sign, string_to_sign

@@ -25,10 +25,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.utils import percent_encode_sequence
 
 from otahub.blobs.fs import FilesystemBlobStore
-from otahub.core.clock import FakeClock
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
 from otahub.core.services.signing import SigningService
+from otahub.domain.clock import FakeClock
 from otahub.faces.aws.handlers import all_handlers
 from otahub.faces.aws.s3 import S3App
 from otahub.faces.aws.wire.app import AwsApp, AwsDeps

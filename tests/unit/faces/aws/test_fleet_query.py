@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from otahub.core.selectors import And, Match, Not, Or, Range
 from otahub.core.services import Services
+from otahub.domain.selectors import And, Match, Not, Or, Range
 from otahub.faces.aws.fleet_query import InvalidQuery, parse
 
 

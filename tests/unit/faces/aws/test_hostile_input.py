@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
 from otahub.core.services import Services
+from otahub.domain.clock import FakeClock
 from tests.unit.faces.aws.harness import ACCOUNT, REGION, AwsConsole, aws_console, error_of
 
 INVALID = (400, "InvalidRequestException")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
 from otahub.core.services import Services
+from otahub.domain.clock import FakeClock
 from otahub.store.tables import jobs
 from tests.unit.faces.aws.harness import ACCOUNT, REGION, aws_console
 

@@ -16,9 +16,9 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from sqlalchemy import func, select
 
-from otahub.core.clock import FakeClock
 from otahub.core.services import Services
 from otahub.core.services.objects import MIN_PART
+from otahub.domain.clock import FakeClock
 from otahub.faces.aws.s3 import MAX_DOCUMENT
 from otahub.store.tables import objects
 from tests.unit.faces.aws.harness import BASE, KEY, REGION, SECRET, AwsConsole, aws_console

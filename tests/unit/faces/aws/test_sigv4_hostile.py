@@ -19,8 +19,8 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from otahub.core.clock import FakeClock
 from otahub.core.services import Services
+from otahub.domain.clock import FakeClock
 from otahub.faces.aws.wire import sigv4
 from otahub.faces.aws.wire.sigv4 import SignatureError
 from tests.unit.faces.aws import harness

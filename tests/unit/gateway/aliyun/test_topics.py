@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
-from otahub.core.entities import Device, PackageFile
 from otahub.core.outbox import Notification, OutboxPublisher
-from otahub.core.policies import JobPolicies, RetryCriterion, RetryPolicy, TimeoutPolicy
 from otahub.core.services import JobSpec, Services
-from otahub.core.states import ExecutionStatus, FailureType, ReleaseMode, VerifyState
+from otahub.domain.clock import FakeClock
+from otahub.domain.entities import Device, PackageFile
+from otahub.domain.policies import JobPolicies, RetryCriterion, RetryPolicy, TimeoutPolicy
+from otahub.domain.states import ExecutionStatus, FailureType, ReleaseMode, VerifyState
 from otahub.gateway.aliyun.codec import crc16_arc, parse_download_reply
 from otahub.gateway.aliyun.topics import AliyunTopics
 from otahub.gateway.aws.jobs_mqtt import Outgoing

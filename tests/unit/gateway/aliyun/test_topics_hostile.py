@@ -9,11 +9,11 @@ import logging
 
 import pytest
 
-from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
-from otahub.core.entities import Device
 from otahub.core.services import Services
-from otahub.core.states import ExecutionStatus
+from otahub.domain.clock import FakeClock
+from otahub.domain.entities import Device
+from otahub.domain.states import ExecutionStatus
 from otahub.gateway.aliyun.codec import parse_download_reply
 from tests.unit.gateway.aliyun.test_topics import PK, World, topic, world
 

@@ -6,10 +6,10 @@ import asyncio
 import json
 from typing import Any
 
-from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
 from otahub.core.services import JobSpec, Services
-from otahub.core.states import ExecutionStatus
+from otahub.domain.clock import FakeClock
+from otahub.domain.states import ExecutionStatus
 from otahub.gateway.aws.jobs_mqtt import JobsTopics, Outgoing
 
 DOC = {"operation": "update", "url": "https://example/fw.bin"}
@@ -116,7 +116,7 @@ async def test_notifications_list_pending_and_the_next(services: Services, engin
     assert body(nxt)["execution"]["jobId"] == "job-a"
     job = await services.jobs.get_job(thing.tenant_id, "job-a")
     from otahub.core.services import Report
-    from otahub.core.states import ExecutionStatus
+    from otahub.domain.states import ExecutionStatus
 
     await services.executions.report(job.id, thing.id, Report(ExecutionStatus.REJECTED))
     notify, nxt = await jobs.notifications(thing, ["changed"])

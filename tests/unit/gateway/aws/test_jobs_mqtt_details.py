@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from otahub.core.clock import FakeClock
 from otahub.core.engine import Engine
 from otahub.core.services import JobSpec, Services
+from otahub.domain.clock import FakeClock
 from otahub.gateway.aws.jobs_mqtt import JobsTopics, Outgoing
 
 DOC = {"afr_ota": {"protocols": ["MQTT"], "files": []}}

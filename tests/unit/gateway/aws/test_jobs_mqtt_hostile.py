@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import update
 
 from otahub.core.engine import Engine
-from otahub.core.entities import Device
 from otahub.core.services import JobSpec, Services
-from otahub.core.states import ExecutionStatus
+from otahub.domain.entities import Device
+from otahub.domain.states import ExecutionStatus
 from otahub.gateway.aws.jobs_mqtt import Outgoing
 from otahub.gateway.bridge import DeviceBridge
 from otahub.store.tables import jobs

@@ -11,9 +11,9 @@ from typing import Any
 import cbor2
 import pytest
 
-from otahub.core.entities import Device
 from otahub.core.services import Services
 from otahub.core.services.streams import StreamFile
+from otahub.domain.entities import Device
 from otahub.gateway.aws.streams_mqtt import MAX_BITMAP
 from otahub.gateway.bridge import DeviceBridge
 

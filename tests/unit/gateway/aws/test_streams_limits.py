@@ -10,9 +10,9 @@ from typing import Any
 
 import cbor2
 
-from otahub.core.entities import Device
 from otahub.core.services import Services
 from otahub.core.services.streams import StreamFile
+from otahub.domain.entities import Device
 from otahub.gateway.aws.streams_mqtt import StreamTopics
 
 BIG = bytes(i % 251 for i in range(300 * 1024 + 100))  # over one request's 128 KiB

@@ -10,8 +10,8 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from otahub.core.errors import AlreadyExists, NotFound
-from otahub.core.ids import secret_key
+from otahub.domain.errors import AlreadyExists, NotFound
+from otahub.domain.ids import secret_key
 from otahub.domain.limits import Refused, loads_json
 from otahub.faces.aliyun import lookup, storage
 from otahub.faces.aliyun.app import AliyunContext

@@ -9,10 +9,10 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-from otahub.core import selectors as sel
-from otahub.core.entities import Device
-from otahub.core.errors import AlreadyExists
-from otahub.core.ids import secret_key
+from otahub.domain import selectors as sel
+from otahub.domain.entities import Device
+from otahub.domain.errors import AlreadyExists
+from otahub.domain.ids import secret_key
 from otahub.faces.aliyun import lookup
 from otahub.faces.aliyun.app import AliyunContext
 from otahub.faces.aliyun.handlers import handles

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from otahub.core.entities import Package, PackageFile, Product
-from otahub.core.errors import Conflict, NotFound
 from otahub.core.services.modules import DEFAULT_MODULE
-from otahub.core.states import ExecutionStatus
+from otahub.domain.entities import Package, PackageFile, Product
+from otahub.domain.errors import Conflict, NotFound
+from otahub.domain.states import ExecutionStatus
 from otahub.faces.aliyun import firmware_data as fd
 from otahub.faces.aliyun import lookup, storage
 from otahub.faces.aliyun.app import AliyunContext

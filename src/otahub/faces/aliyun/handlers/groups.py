@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from otahub.core.entities import Device, Group
-from otahub.core.errors import NotFound
+from otahub.domain.entities import Device, Group
+from otahub.domain.errors import NotFound
 from otahub.faces.aliyun import lookup
 from otahub.faces.aliyun.app import AliyunContext
 from otahub.faces.aliyun.handlers import handles

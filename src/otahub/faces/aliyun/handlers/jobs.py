@@ -8,13 +8,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from otahub.core import selectors as sel
-from otahub.core.entities import Device, Execution, Job, Package, Product
-from otahub.core.errors import InvalidStateTransition
-from otahub.core.ids import opaque_id
-from otahub.core.policies import JobPolicies, RolloutPolicy, TimeoutPolicy
 from otahub.core.services.jobs import JobSpec
-from otahub.core.states import (
+from otahub.domain import selectors as sel
+from otahub.domain.entities import Device, Execution, Job, Package, Product
+from otahub.domain.errors import InvalidStateTransition
+from otahub.domain.ids import opaque_id
+from otahub.domain.policies import JobPolicies, RolloutPolicy, TimeoutPolicy
+from otahub.domain.states import (
     ACTIVE_JOB,
     RELEASABLE_PACKAGE,
     ExecutionStatus,

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from otahub.core.errors import AlreadyExists, Conflict, InvalidRequest, LimitExceeded, NotFound
 from otahub.core.services.modules import DEFAULT_MODULE, Module
+from otahub.domain.errors import AlreadyExists, Conflict, InvalidRequest, LimitExceeded, NotFound
 from otahub.faces.aliyun import lookup
 from otahub.faces.aliyun.app import AliyunContext
 from otahub.faces.aliyun.handlers import handles

@@ -7,9 +7,9 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-from otahub.core.entities import Product
-from otahub.core.errors import AlreadyExists
-from otahub.core.ids import secret_key
+from otahub.domain.entities import Product
+from otahub.domain.errors import AlreadyExists
+from otahub.domain.ids import secret_key
 from otahub.faces.aliyun import lookup
 from otahub.faces.aliyun.app import AliyunContext
 from otahub.faces.aliyun.handlers import handles

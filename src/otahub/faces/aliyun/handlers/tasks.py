@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from otahub.core.entities import Device, Execution, Job, Package, Product
-from otahub.core.errors import InvalidStateTransition
-from otahub.core.states import ACTIVE_JOB, ExecutionStatus, VerifyState
+from otahub.domain.entities import Device, Execution, Job, Package, Product
+from otahub.domain.errors import InvalidStateTransition
+from otahub.domain.states import ACTIVE_JOB, ExecutionStatus, VerifyState
 from otahub.faces.aliyun import lookup
 from otahub.faces.aliyun.app import AliyunContext
 from otahub.faces.aliyun.handlers import handles

@@ -8,7 +8,7 @@ code, the class decides (see `DEFAULTS`).
 
 from __future__ import annotations
 
-from otahub.core import errors as core
+from otahub.domain import errors as core
 from otahub.faces.aliyun.protocol.codes import BY_CODE, BusinessCode
 from otahub.faces.aliyun.protocol.errors import (
     GATEWAY_CODES,

@@ -7,7 +7,7 @@ import threading
 from datetime import datetime
 from typing import Protocol
 
-from otahub.core.clock import Clock
+from otahub.domain.clock import Clock
 
 
 class NonceStore(Protocol):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from otahub.core.clock import Clock
 from otahub.core.ratelimit import Limit, RateLimiter
+from otahub.domain.clock import Clock
 from otahub.faces.aliyun.protocol.errors import GatewayError, gateway
 
 DEFAULT_QPS = 10.0

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from otahub.core.clock import Clock
+from otahub.domain.clock import Clock
 from otahub.domain.limits import Refused, check_text
 from otahub.faces.aliyun.protocol.errors import GatewayError, gateway, missing
 from otahub.faces.aliyun.protocol.nonces import NonceStore

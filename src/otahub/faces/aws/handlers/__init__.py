@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from otahub.core.errors import OtahubError
+from otahub.domain.errors import OtahubError
 from otahub.faces.aws.wire.app import AwsContext, Handler
 from otahub.faces.aws.wire.errors import as_declared, from_core
 from otahub.faces.aws.wire.model import service_model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otahub.core.errors import InvalidRequest
+from otahub.domain.errors import InvalidRequest
 from otahub.faces.aws.handlers import handles
 from otahub.faces.aws.handlers.common import single_page, thing
 from otahub.faces.aws.wire.app import AwsContext

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from otahub.core.entities import Device, Execution, Job
-from otahub.core.errors import InvalidRequest, NotFound
+from otahub.domain.entities import Device, Execution, Job
+from otahub.domain.errors import InvalidRequest, NotFound
 from otahub.domain.limits import INT32_MAX, Refused, parse_int
 from otahub.faces.aws.wire.app import AwsContext
 from otahub.gateway.aws.jobs_view import aws_status

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from otahub.core.entities import Job
-from otahub.core.errors import InvalidRequest, NotFound
-from otahub.core.policies import (
+from otahub.core.services import JobSpec
+from otahub.domain.entities import Job
+from otahub.domain.errors import InvalidRequest, NotFound
+from otahub.domain.limits import INT64_MAX, Refused, loads_json
+from otahub.domain.policies import (
     AbortCriterion,
     EndBehavior,
     ExponentialRate,
@@ -19,9 +21,7 @@ from otahub.core.policies import (
     SchedulePolicy,
     TimeoutPolicy,
 )
-from otahub.core.services import JobSpec
-from otahub.core.states import ExecutionStatus, FailureType, JobStatus, TargetSelection
-from otahub.domain.limits import INT64_MAX, Refused, loads_json
+from otahub.domain.states import ExecutionStatus, FailureType, JobStatus, TargetSelection
 from otahub.faces.aws.handlers import handles
 from otahub.faces.aws.handlers.common import execution_summary, job, page_token, thing
 from otahub.faces.aws.handlers.tags import put_tags

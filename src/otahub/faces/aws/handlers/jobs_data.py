@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from otahub.core.errors import InvalidRequest, NotFound
 from otahub.core.services import Report
-from otahub.core.states import DEVICE_SETTABLE, ExecutionStatus
+from otahub.domain.errors import InvalidRequest, NotFound
+from otahub.domain.states import DEVICE_SETTABLE, ExecutionStatus
 from otahub.faces.aws.handlers import handles
 from otahub.faces.aws.handlers.common import job, thing
 from otahub.faces.aws.wire.app import AwsContext

@@ -10,8 +10,11 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
-from otahub.core.entities import PackageFile
-from otahub.core.errors import (
+from otahub.core.services import JobSpec
+from otahub.core.services.objects import NULL_VERSION
+from otahub.core.services.streams import StreamFile
+from otahub.domain.entities import PackageFile
+from otahub.domain.errors import (
     AlreadyExists,
     InvalidRequest,
     LimitExceeded,
@@ -19,10 +22,7 @@ from otahub.core.errors import (
     OtahubError,
     Unauthorized,
 )
-from otahub.core.services import JobSpec
-from otahub.core.services.objects import NULL_VERSION
-from otahub.core.services.streams import StreamFile
-from otahub.core.states import ACTIVE_JOB, TargetSelection
+from otahub.domain.states import ACTIVE_JOB, TargetSelection
 from otahub.faces.aws.handlers import handles
 from otahub.faces.aws.handlers.common import check_length, page_token
 from otahub.faces.aws.handlers.jobs import checked_document, policies_from, targets_of

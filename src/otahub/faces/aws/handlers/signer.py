@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from otahub.core.errors import InvalidRequest
 from otahub.core.services.signing import SigningJob, SigningProfile
+from otahub.domain.errors import InvalidRequest
 from otahub.faces.aws.handlers import handles
 from otahub.faces.aws.handlers.common import check_length, single_page
 from otahub.faces.aws.wire.app import AwsContext

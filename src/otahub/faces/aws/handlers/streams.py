@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from otahub.core.errors import InvalidRequest
 from otahub.core.services.objects import ObjectService
 from otahub.core.services.streams import Stream, StreamFile
+from otahub.domain.errors import InvalidRequest
 from otahub.faces.aws.handlers import handles
 from otahub.faces.aws.handlers.common import page_token
 from otahub.faces.aws.wire.app import AwsContext

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 
-from otahub.core.errors import InvalidRequest, LimitExceeded
+from otahub.domain.errors import InvalidRequest, LimitExceeded
 from otahub.faces.aws.handlers import handles
 from otahub.faces.aws.handlers.common import check_length, single_page
 from otahub.faces.aws.wire.app import AwsContext

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from otahub.core.errors import AlreadyExists, InvalidRequest, VersionConflict
+from otahub.domain.errors import AlreadyExists, InvalidRequest, VersionConflict
 from otahub.domain.limits import INT64_MAX
 from otahub.faces.aws import fleet_query
 from otahub.faces.aws.handlers import handles

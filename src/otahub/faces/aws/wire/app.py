@@ -13,11 +13,11 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from otahub.blobs.presign import PresignVerifier
-from otahub.core.clock import Clock
-from otahub.core.errors import OtahubError
 from otahub.core.services import Services
 from otahub.core.services.objects import ObjectService
 from otahub.core.services.signing import SigningService
+from otahub.domain.clock import Clock
+from otahub.domain.errors import OtahubError
 from otahub.faces.aws.wire import codec, model, sigv4
 from otahub.faces.aws.wire.errors import AwsError, from_core, unexpected
 from otahub.faces.aws.wire.throttle import AccountThrottle

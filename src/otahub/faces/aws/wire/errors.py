@@ -7,7 +7,7 @@ from typing import Any
 
 import botocore.model
 
-from otahub.core import errors as core
+from otahub.domain import errors as core
 
 
 class AwsError(Exception):

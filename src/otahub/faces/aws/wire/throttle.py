@@ -9,9 +9,9 @@ signer: TooManyRequestsException 429). Configured by `--aws-request-rate` and
 
 from __future__ import annotations
 
-from otahub.core.clock import Clock
-from otahub.core.errors import Throttled
 from otahub.core.ratelimit import Limit, RateLimiter
+from otahub.domain.clock import Clock
+from otahub.domain.errors import Throttled
 from otahub.faces.aws.wire.errors import from_core
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from otahub.core.errors import InvalidStateTransition
+from otahub.domain.errors import InvalidStateTransition
 
 
 class ExecutionStatus(StrEnum):

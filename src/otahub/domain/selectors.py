@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
-from otahub.core.errors import InvalidRequest
+from otahub.domain.errors import InvalidRequest
 
 # Fields a Match may name:
 #   "name", "type", "product"            the device's own columns

@@ -7,8 +7,14 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
-from otahub.core.policies import JobPolicies
-from otahub.core.states import ExecutionStatus, JobStatus, ReleaseMode, TargetSelection, VerifyState
+from otahub.domain.policies import JobPolicies
+from otahub.domain.states import (
+    ExecutionStatus,
+    JobStatus,
+    ReleaseMode,
+    TargetSelection,
+    VerifyState,
+)
 
 T = TypeVar("T")
 

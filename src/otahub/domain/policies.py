@@ -19,9 +19,9 @@ from typing import Any
 
 from cronsim import CronSim, CronSimError
 
-from otahub.core.errors import InvalidRequest
-from otahub.core.states import ExecutionStatus, FailureType
+from otahub.domain.errors import InvalidRequest
 from otahub.domain.limits import INT32_MAX, Refused, check_float, check_int, check_text
+from otahub.domain.states import ExecutionStatus, FailureType
 
 # The widest ranges the faces document (AWS specs §1.5; Alibaba: MaximumPerMinute up to
 # 10,000, RetryInterval up to 1,440 minutes).
