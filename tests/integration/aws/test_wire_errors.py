@@ -283,8 +283,6 @@ def raw_error(server: ServerProcess, service: str, call: str, **params: Any) -> 
             {"profileName": "bad-name", "platformId": "p"},
             "ValidationException",
         ),
-        # min 2; GetSigningProfile declares no ValidationException: no such profile can exist
-        ("signer", "get_signing_profile", {"profileName": "x"}, "ResourceNotFoundException"),
     ],
 )
 def test_validation_errors(
