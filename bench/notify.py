@@ -30,11 +30,11 @@ import aiomqtt
 from sqlalchemy import update
 
 from common import Row, add_json_arg, report
+from otahub.aws.devices.jobs_mqtt import Outgoing
 from otahub.core.engine import Engine
 from otahub.core.outbox import OutboxPublisher
 from otahub.core.services import JobSpec, Services
 from otahub.domain.clock import SystemClock
-from otahub.gateway.aws.jobs_mqtt import Outgoing
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.embedded.transport import EmbeddedTransport
 from otahub.gateway.external import IN_FLIGHT, ExternalBroker

@@ -46,11 +46,11 @@ import psutil
 
 from common import Row, add_json_arg, child_env, free_port, private_mosquitto, report
 from lean_mqtt import LeanClient
+from otahub.aws.devices.streams_mqtt import StreamTopics
 from otahub.blobs.fs import FilesystemBlobStore
 from otahub.core.services import Services
 from otahub.core.services.streams import StreamFile
 from otahub.domain.clock import SystemClock
-from otahub.gateway.aws.streams_mqtt import StreamTopics
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.embedded.pki import CertificateAuthority
 from otahub.gateway.embedded.transport import EmbeddedTransport

@@ -10,6 +10,16 @@ from urllib.parse import unquote, urlsplit
 
 from starlette.types import ASGIApp
 
+from otahub.aliyun.app import AliyunApp, AliyunDeps
+from otahub.aliyun.devices.topics import AliyunTopics
+from otahub.aliyun.handlers import all_handlers as aliyun_handlers
+from otahub.aliyun.oss import OssUploadApp
+from otahub.aliyun.protocol.ratelimits import limiter_from_spec
+from otahub.aws.devices.documents import DocumentRenderer
+from otahub.aws.handlers import all_handlers
+from otahub.aws.s3 import S3App
+from otahub.aws.wire.app import AwsApp, AwsDeps
+from otahub.aws.wire.throttle import AccountThrottle
 from otahub.blobs.base import BlobStore
 from otahub.blobs.factory import blob_store_from_url
 from otahub.blobs.presign import PresignVerifier
@@ -22,16 +32,6 @@ from otahub.core.services.signing import SigningService
 from otahub.credentials import RootCredentials, derive_secret, load_or_create
 from otahub.domain.clock import Clock, SystemClock
 from otahub.domain.entities import Device
-from otahub.faces.aliyun.app import AliyunApp, AliyunDeps
-from otahub.faces.aliyun.handlers import all_handlers as aliyun_handlers
-from otahub.faces.aliyun.oss import OssUploadApp
-from otahub.faces.aliyun.protocol.ratelimits import limiter_from_spec
-from otahub.faces.aws.handlers import all_handlers
-from otahub.faces.aws.s3 import S3App
-from otahub.faces.aws.wire.app import AwsApp, AwsDeps
-from otahub.faces.aws.wire.throttle import AccountThrottle
-from otahub.gateway.aliyun.topics import AliyunTopics
-from otahub.gateway.aws.documents import DocumentRenderer
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.download_urls import DeviceUrls
 from otahub.gateway.embedded.pki import CertificateAuthority

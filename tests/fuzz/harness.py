@@ -35,11 +35,11 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from sqlalchemy import text
 
+from otahub.aliyun.protocol.signature import sign, string_to_sign
 from otahub.app import build_app
 from otahub.config import Settings
 from otahub.domain.clock import FakeClock
 from otahub.domain.entities import Device
-from otahub.faces.aliyun.protocol.signature import sign, string_to_sign
 from otahub.runtime import Runtime
 from otahub.store.tables import metadata
 

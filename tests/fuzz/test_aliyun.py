@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from otahub.faces.aliyun.protocol.oss_policy import policy_signature
-from otahub.faces.aliyun.protocol.rules import rule_for
-from otahub.faces.aliyun.protocol.table import ActionSpec, load_table
+from otahub.aliyun.protocol.oss_policy import policy_signature
+from otahub.aliyun.protocol.rules import rule_for
+from otahub.aliyun.protocol.table import ActionSpec, load_table
 from tests.fuzz.harness import (
     SECRET,
     Campaign,

@@ -10,8 +10,8 @@ from typing import Any
 import botocore.model
 import pytest
 
-from otahub.faces.aws.handlers import all_handlers
-from otahub.faces.aws.wire.model import service_model
+from otahub.aws.handlers import all_handlers
+from otahub.aws.wire.model import service_model
 from tests.fuzz.harness import (
     INTERNAL_CODES,
     Campaign,

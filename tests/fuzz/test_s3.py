@@ -11,7 +11,7 @@ import botocore.model
 import botocore.session
 import pytest
 
-from otahub.faces.aws.s3 import OPERATIONS
+from otahub.aws.s3 import OPERATIONS
 from tests.fuzz.harness import Campaign, LogWatch, RawRequest, Server, Verdict, examples_per_case
 from tests.fuzz.harness import seed_world as seed
 from tests.fuzz.strategies import (

@@ -11,8 +11,8 @@ import pytest
 from otahub.agent.aliyun_fleet import expected_server_states
 from otahub.agent.aliyun_rpc import AliyunApiError, AsyncAliyunClient, flatten
 from otahub.agent.fleet import Faults
-from otahub.faces.aliyun.protocol.parser import merge_params
-from otahub.faces.aliyun.protocol.signature import check_signature
+from otahub.aliyun.protocol.parser import merge_params
+from otahub.aliyun.protocol.signature import check_signature
 
 
 def test_flatten() -> None:

@@ -31,7 +31,7 @@ import httpx
 from otahub.agent.http_download import DownloadFailed, download
 from otahub.agent.mqtt_rpc import TopicRouter
 from otahub.agent.slots import SlotStore
-from otahub.gateway.aliyun.codec import (
+from otahub.aliyun.devices.codec import (
     DEFAULT_MODULE,
     CodecError,
     ProgressFailure,

@@ -65,7 +65,7 @@ from otahub.agent.fleet import (
 from otahub.agent.http_download import DownloadFailed, download
 from otahub.agent.mqtt_rpc import TopicRouter
 from otahub.agent.sinks import DigestSink, Pacer
-from otahub.gateway.aliyun.codec import (
+from otahub.aliyun.devices.codec import (
     CodecError,
     ProgressFailure,
     build_topic,

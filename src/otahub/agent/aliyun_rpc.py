@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from otahub.faces.aliyun.protocol.signature import sign, string_to_sign
+from otahub.aliyun.protocol.signature import sign, string_to_sign
 
 API_VERSION = "2018-01-20"
 

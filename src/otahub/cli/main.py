@@ -47,8 +47,8 @@ def main() -> None:
 def _check_aliyun_rate_limits(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> str | None:
+    from otahub.aliyun.protocol.ratelimits import limiter_from_spec
     from otahub.domain.clock import SystemClock
-    from otahub.faces.aliyun.protocol.ratelimits import limiter_from_spec
 
     try:
         limiter_from_spec(SystemClock(), value)

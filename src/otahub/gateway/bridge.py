@@ -13,13 +13,13 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+from otahub.aws.devices.jobs_mqtt import JobsTopics, Outgoing, RenderDocument
+from otahub.aws.devices.streams_mqtt import ReadRange, StreamTopics
 from otahub.core.outbox import Notification
 from otahub.core.services import Services
 from otahub.domain.clock import Clock
 from otahub.domain.entities import Device, Execution
 from otahub.domain.limits import Refused, check_text
-from otahub.gateway.aws.jobs_mqtt import JobsTopics, Outgoing, RenderDocument
-from otahub.gateway.aws.streams_mqtt import ReadRange, StreamTopics
 from otahub.gateway.recent import Recent
 
 log = logging.getLogger("otahub.gateway")

@@ -232,9 +232,9 @@ async def test_download_app_over_s3(bucket: str) -> None:
 async def test_job_documents_send_devices_to_the_stores_own_urls(
     bucket: str, services: Any
 ) -> None:
+    from otahub.aws.devices.documents import DocumentRenderer
     from otahub.core.services import JobSpec
     from otahub.core.services.objects import ObjectService
-    from otahub.gateway.aws.documents import DocumentRenderer
     from otahub.gateway.download_urls import DeviceUrls
 
     store = blob_store_from_url(_url(bucket, "blobs"), "/unused")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from otahub.aws.devices import jobs_view as view
 from otahub.core.engine import Engine
 from otahub.core.services import Report, Services
 from otahub.core.services.executions import PENDING_FOR_THING, pending_for_ids
@@ -16,7 +17,6 @@ from otahub.core.services.registry import DEVICE_BY_NAME
 from otahub.domain.clock import FakeClock
 from otahub.domain.policies import JobPolicies, RolloutPolicy
 from otahub.domain.states import ExecutionStatus, ReleaseMode
-from otahub.gateway.aws import jobs_view as view
 from otahub.store.db import Database
 from otahub.store.prepared import IN_SIZES, PostgresReads, SqliteReads
 from otahub.store.tables import devices

@@ -10,8 +10,8 @@ from typing import Any, Literal
 import aiomqtt
 import pytest
 
+from otahub.aws.devices.jobs_mqtt import Outgoing
 from otahub.core.services import JobSpec, Services
-from otahub.gateway.aws.jobs_mqtt import Outgoing
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.external import ExternalBroker
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from otahub.gateway.aws.jobs_mqtt import Outgoing
+from otahub.aws.devices.jobs_mqtt import Outgoing
 from otahub.gateway.frames import publish_frames, remaining_length
 
 

@@ -1,1 +1,0 @@
-"""The faces: each translates one wire protocol to service calls and back."""
