@@ -30,15 +30,16 @@ import aiomqtt
 from sqlalchemy import update
 
 from common import Row, add_json_arg, report
-from otahub.aws.devices.jobs_mqtt import Outgoing
+from otahub.aws.devices.jobs_mqtt import JobsTopics
 from otahub.core.engine import Engine
 from otahub.core.outbox import OutboxPublisher
 from otahub.core.services import JobSpec, Services
 from otahub.domain.clock import SystemClock
-from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.embedded.transport import EmbeddedTransport
 from otahub.gateway.external import IN_FLIGHT, ExternalBroker
 from otahub.gateway.logins import SERVICE_USER
+from otahub.gateway.messages import Outgoing
+from otahub.runtime import device_bridge
 from otahub.store.db import Database
 from otahub.store.migrate import migrate
 from otahub.store.tables import outbox
@@ -150,15 +151,16 @@ async def run(args: argparse.Namespace, *, own: bool = False) -> None:
             tenant.id, JobSpec(ref="bench", kind="job", group_ids=[group.id], document="{}")
         )
         await Engine(db, svc.ctx.clock).tick()
-        bridge = DeviceBridge(svc, svc.ctx.clock, no_blobs, default_tenant=tenant.id)
+        bridge = device_bridge(svc, svc.ctx.clock, no_blobs, default_tenant=tenant.id)
 
         # What the outbox sends (notify and notify-next per device), rendered once
         # beforehand, for the raw loop to publish too.
         devices = await svc.registry.list_devices(tenant.id, limit=n)
         pending = await svc.executions.pending_for_devices([x.id for x in devices])
+        jobs_topics = JobsTopics(svc, svc.ctx.clock)
         raw: list[Outgoing] = []
         for dev in devices:
-            raw += await bridge.jobs.notifications(dev, ["released"], pending[dev.id])
+            raw += await jobs_topics.notifications(dev, ["released"], pending[dev.id])
         topic = "$aws/things/+/jobs/notify-next"
 
         transport = None

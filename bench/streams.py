@@ -56,6 +56,7 @@ from otahub.gateway.embedded.pki import CertificateAuthority
 from otahub.gateway.embedded.transport import EmbeddedTransport
 from otahub.gateway.external import IN_FLIGHT, ExternalBroker
 from otahub.gateway.logins import SERVICE_USER
+from otahub.runtime import device_bridge
 from otahub.store.db import Database
 from otahub.store.migrate import migrate
 
@@ -394,7 +395,7 @@ async def run_on(kind: str, args: argparse.Namespace) -> list[Row]:
         async def read_range(key: str, start: int, length: int) -> bytes:
             return b"".join([c async for c in store.open_range(key, start, start + length)])
 
-        bridge = DeviceBridge(svc, svc.ctx.clock, read_range, default_tenant=tenant.id)
+        bridge = device_bridge(svc, svc.ctx.clock, read_range, default_tenant=tenant.id)
         topics = StreamTopics(svc, read_range)
         device = (await svc.registry.list_devices(tenant.id, limit=1))[0]
         [sample] = await topics.handle(

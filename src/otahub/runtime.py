@@ -11,12 +11,17 @@ from urllib.parse import unquote, urlsplit
 from starlette.types import ASGIApp
 
 from otahub.aliyun.app import AliyunApp, AliyunDeps
+from otahub.aliyun.devices.bridged import BridgedAliyun
 from otahub.aliyun.devices.topics import AliyunTopics
 from otahub.aliyun.handlers import all_handlers as aliyun_handlers
 from otahub.aliyun.oss import OssUploadApp
 from otahub.aliyun.protocol.ratelimits import limiter_from_spec
+from otahub.aws.devices.bridged import BridgedJobs, BridgedStreams
 from otahub.aws.devices.documents import DocumentRenderer
+from otahub.aws.devices.jobs_mqtt import JobsTopics, RenderDocument
+from otahub.aws.devices.streams_mqtt import StreamTopics
 from otahub.aws.handlers import all_handlers
+from otahub.aws.handlers.ota import ota_update_service
 from otahub.aws.s3 import S3App
 from otahub.aws.wire.app import AwsApp, AwsDeps
 from otahub.aws.wire.throttle import AccountThrottle
@@ -32,13 +37,14 @@ from otahub.core.services.signing import SigningService
 from otahub.credentials import RootCredentials, derive_secret, load_or_create
 from otahub.domain.clock import Clock, SystemClock
 from otahub.domain.entities import Device
-from otahub.gateway.bridge import DeviceBridge
+from otahub.gateway.bridge import DeviceBridge, Notifier, TopicHandler
 from otahub.gateway.download_urls import DeviceUrls
 from otahub.gateway.embedded.pki import CertificateAuthority
 from otahub.gateway.embedded.transport import EmbeddedTransport
 from otahub.gateway.external import ExternalBroker
 from otahub.gateway.hooks import BrokerHooks
 from otahub.gateway.logins import DeviceLogins
+from otahub.gateway.messages import ReadRange
 from otahub.store.db import Database
 from otahub.store.leases import Lease
 from otahub.store.migrate import migrate
@@ -47,6 +53,30 @@ log = logging.getLogger("otahub.runtime")
 
 AWS_TOPICS_LEASE = 72_625_331  # advisory-lock key: who subscribes the `$aws` topics
 DEVICE_URL_EXPIRES_S = 3600  # the longest a presigned download URL may live
+
+
+def device_bridge(
+    services: Services,
+    clock: Clock,
+    read_range: ReadRange,
+    *,
+    default_tenant: int | None = None,
+    aliyun: AliyunTopics | None = None,
+    render_document: RenderDocument | None = None,
+) -> DeviceBridge:
+    """The device bridge over the AWS Jobs and Streams topics, and the Alibaba topics
+    when given."""
+    jobs = BridgedJobs(JobsTopics(services, clock, render_document), services.registry)
+    handlers: list[TopicHandler] = [
+        jobs,
+        BridgedStreams(StreamTopics(services, read_range), services.registry),
+    ]
+    notifiers: list[Notifier] = [jobs]
+    if aliyun is not None:
+        alibaba = BridgedAliyun(aliyun, services.registry)
+        handlers.append(alibaba)
+        notifiers.append(alibaba)
+    return DeviceBridge(services, handlers, notifiers, default_tenant=default_tenant)
 
 
 class Runtime:
@@ -59,6 +89,10 @@ class Runtime:
         self.blobs: BlobStore = blob_store_from_url(settings.blob_url, settings.data_dir)
         self.objects = ObjectService(self.services.ctx, self.blobs)
         self.signing = SigningService(self.services.ctx, self.objects)
+        # An OTA update's build cut short by a crash is resumed by the engine.
+        self.engine.resumers.append(
+            ota_update_service(self.services, self.objects, self.signing).resume
+        )
         self.downloads: PresignVerifier | None = None
         # ASGI apps of the protocol faces, by name ("aws", "aliyun"); see app.FaceRouter.
         self.faces: dict[str, ASGIApp] = {}
@@ -122,7 +156,7 @@ class Runtime:
             ),
         )
         self._start_aliyun_face()
-        self.bridge = DeviceBridge(
+        self.bridge = device_bridge(
             self.services,
             self.clock,
             self._read_range,

@@ -28,17 +28,17 @@ from urllib.parse import urlsplit
 import aiomqtt
 import httpx
 
+from otahub.agent.aliyun_wire import (
+    DEFAULT_MODULE,
+    FrameError,
+    ProgressFailure,
+    TopicKind,
+    ota_topic,
+    parse_download_reply,
+)
 from otahub.agent.http_download import DownloadFailed, download
 from otahub.agent.mqtt_rpc import TopicRouter
 from otahub.agent.slots import SlotStore
-from otahub.aliyun.devices.codec import (
-    DEFAULT_MODULE,
-    CodecError,
-    ProgressFailure,
-    TopicKind,
-    build_topic,
-    parse_download_reply,
-)
 
 log = logging.getLogger("otahub.agent.aliyun")
 
@@ -181,7 +181,7 @@ class AliyunAgent:
         self.router = TopicRouter(client)
         self.slots = SlotStore(config.workdir / "slots")
         pk, dn = config.product_key, config.device_name
-        self.topics = {kind: build_topic(kind, pk, dn) for kind in get_args(TopicKind)}
+        self.topics = {kind: ota_topic(kind, pk, dn) for kind in get_args(TopicKind)}
         self._ids = 0
 
     @property
@@ -342,7 +342,7 @@ class AliyunAgent:
                     frame = await self.router.next(reply_topic, self.cfg.timeout)
                     try:
                         reply = parse_download_reply(frame)
-                    except CodecError as exc:
+                    except FrameError as exc:
                         log.info("bad download frame: %s", exc)
                         break  # ask again
                     if str(reply.header.get("id")) != request_id:

@@ -53,6 +53,12 @@ from otahub.agent.aliyun_fleet_setup import (
     server_counts,
 )
 from otahub.agent.aliyun_rpc import AsyncAliyunClient
+from otahub.agent.aliyun_wire import (
+    FrameError,
+    ProgressFailure,
+    ota_topic,
+    parse_download_reply,
+)
 from otahub.agent.aws_http import GatedTransport
 from otahub.agent.fleet import (
     Faults,
@@ -65,12 +71,6 @@ from otahub.agent.fleet import (
 from otahub.agent.http_download import DownloadFailed, download
 from otahub.agent.mqtt_rpc import TopicRouter
 from otahub.agent.sinks import DigestSink, Pacer
-from otahub.aliyun.devices.codec import (
-    CodecError,
-    ProgressFailure,
-    build_topic,
-    parse_download_reply,
-)
 
 INITIAL_VERSION = "1.0.0"
 DECLINED = "declined by the device"
@@ -128,13 +128,13 @@ class SimDevice:
         self.reader: asyncio.Task[None] | None = None
         self._ids = 0
         pk, dn = product_key, name
-        self.t_inform = build_topic("inform", pk, dn)
-        self.t_upgrade = build_topic("upgrade", pk, dn)
-        self.t_progress = build_topic("progress", pk, dn)
-        self.t_get = build_topic("firmware_get", pk, dn)
-        self.t_get_reply = build_topic("firmware_get_reply", pk, dn)
-        self.t_download = build_topic("file_download", pk, dn)
-        self.t_download_reply = build_topic("file_download_reply", pk, dn)
+        self.t_inform = ota_topic("inform", pk, dn)
+        self.t_upgrade = ota_topic("upgrade", pk, dn)
+        self.t_progress = ota_topic("progress", pk, dn)
+        self.t_get = ota_topic("firmware_get", pk, dn)
+        self.t_get_reply = ota_topic("firmware_get_reply", pk, dn)
+        self.t_download = ota_topic("file_download", pk, dn)
+        self.t_download_reply = ota_topic("file_download_reply", pk, dn)
 
     def _state(self, state: str) -> None:
         self.fleet._set(self.i, state)
@@ -321,7 +321,7 @@ class SimDevice:
                     frame = await self.router.next(self.t_download_reply, wait)
                     try:
                         reply = parse_download_reply(frame)
-                    except CodecError:
+                    except FrameError:
                         break  # a damaged frame: ask again
                     data = reply.header.get("data") or {}
                     if reply.header.get("code") == 200:

@@ -11,16 +11,17 @@ errors and broken connections are retried with jittered backoff.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import random
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import httpx
-
-from otahub.aliyun.protocol.signature import sign, string_to_sign
 
 API_VERSION = "2018-01-20"
 
@@ -31,6 +32,20 @@ class AliyunApiError(Exception):
         self.code = code
         self.message = message
         self.status = status
+
+
+def signature(method: str, params: Mapping[str, str], secret: str) -> str:
+    """HMAC-SHA1 of the method and every parameter but `Signature`, sorted, each
+    percent-encoded (RFC 3986, UTF-8) and the whole encoded once more."""
+
+    def pct(value: str) -> str:
+        return quote(value, safe="-_.~")
+
+    pairs = sorted((k, v) for k, v in params.items() if k != "Signature")
+    canonical = "&".join(f"{pct(k)}={pct(v)}" for k, v in pairs)
+    to_sign = f"{method.upper()}&{pct('/')}&{pct(canonical)}"
+    digest = hmac.new((secret + "&").encode(), to_sign.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
 
 
 def flatten(params: Mapping[str, Any]) -> dict[str, str]:
@@ -108,7 +123,7 @@ class AsyncAliyunClient:
             **flatten(params),
         }
         body = flatten(form or {})
-        query["Signature"] = sign(string_to_sign("POST", {**query, **body}), self.secret_key)
+        query["Signature"] = signature("POST", {**query, **body}, self.secret_key)
         headers = {"x-acs-action": action, "x-acs-version": API_VERSION}
         content = b""
         if body:

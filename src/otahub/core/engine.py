@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -76,9 +77,17 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.chunk = self.settings.chunk or (SQLITE_CHUNK if db.is_sqlite else CHUNK)
         self.released_total = 0  # executions this engine released, for metrics
+        # State machines the engine resumes after a crash (an OTA update's build), each
+        # called once a tick before the jobs, whose new jobs this tick then rolls out.
+        self.resumers: list[Callable[[], Awaitable[None]]] = []
 
     async def tick(self) -> None:
         """One pass over every active job that is not backing off after a failure."""
+        for resume in self.resumers:
+            try:
+                await resume()
+            except Exception:
+                log.exception("engine resume step failed")
         now = self.clock.now()
         async with self.db.read() as conn:
             due = (

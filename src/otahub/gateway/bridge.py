@@ -1,8 +1,9 @@
-"""The device bridge: routes device messages to the dialect that owns the topic and
-turns outbox notifications into messages, whatever broker carries them.
+"""The device bridge: routes device messages to the cloud's handler that owns the
+topic and turns outbox notifications into messages, whatever broker carries them.
 
-A transport (the embedded broker, or a client of an external broker) feeds it
-inbound publishes and delivers what it returns.
+The clouds' device topics are handed in by the caller (runtime.py), so that this
+module knows neither. A transport (the embedded broker, or a client of an external
+broker) feeds it inbound publishes and delivers what it returns.
 """
 
 from __future__ import annotations
@@ -10,56 +11,72 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
-from otahub.aws.devices.jobs_mqtt import JobsTopics, Outgoing, RenderDocument
-from otahub.aws.devices.streams_mqtt import ReadRange, StreamTopics
 from otahub.core.outbox import Notification
 from otahub.core.services import Services
-from otahub.domain.clock import Clock
 from otahub.domain.entities import Device, Execution
 from otahub.domain.limits import Refused, check_text
-from otahub.gateway.recent import Recent
+from otahub.gateway.messages import Outgoing
 
 log = logging.getLogger("otahub.gateway")
 
-AWS_PREFIX = "$aws/things/"
+# How long a device fetching a file window after window is taken as found: only
+# its name and tenant serve there; a device deleted still gets blocks this long.
 STREAM_SENDER_S = 1.0
 
 
-class Dialect(Protocol):
-    """A cloud's device topics: answers requests and renders notifications."""
+class TopicHandler(Protocol):
+    """One cloud's device requests on some topics: answers them."""
 
-    async def handle(self, device: Device, topic: str, payload: bytes) -> list[Outgoing]: ...
+    def handles(self, topic: str) -> bool: ...
 
-    async def notifications(
-        self, device: Device, kinds: Sequence[str], pending: list[Execution] | None = None
-    ) -> list[Outgoing]:
-        """`pending`: the device's released pending executions, when the caller has them."""
+    async def on_message(
+        self, device: Device, topic: str, payload: bytes, qos: int
+    ) -> list[Outgoing]: ...
+
+    async def device_for_topic(self, tenant_id: int, topic: str) -> Device | None:
+        """The device `topic` names, for a broker that does not say who sent it:
+        in tenant `tenant_id` (or its account, as the cloud's names reach)."""
         ...
 
 
-Deliver = Callable[[Device, Outgoing], Awaitable[None]]
+class Notifier(Protocol):
+    """One cloud's devices: renders outbox notifications into messages for them."""
+
+    # Render the devices of one batch concurrently (what they share is looked up
+    # once), rather than one after another (each finds what the one before cached).
+    concurrent: bool
+
+    def renders(self, device: Device) -> bool: ...
+
+    async def notifications(
+        self, device: Device, kinds: Sequence[str], pending: list[Execution]
+    ) -> list[Outgoing]:
+        """`pending`: the device's released pending executions."""
+        ...
 
 
 class DeviceBridge:
     def __init__(
         self,
         services: Services,
-        clock: Clock,
-        read_range: ReadRange,
+        handlers: Sequence[TopicHandler],
+        notifiers: Sequence[Notifier],
         *,
         default_tenant: int | None = None,
-        aliyun: Dialect | None = None,
-        render_document: RenderDocument | None = None,
     ) -> None:
         self.services = services
-        self.jobs = JobsTopics(services, clock, render_document)
-        self.streams = StreamTopics(services, read_range)
-        self.aliyun = aliyun
+        self.handlers = list(handlers)
+        self.notifiers = list(notifiers)
         self.default_tenant = default_tenant
-        self._stream_senders: Recent[Device] = Recent(STREAM_SENDER_S)
+
+    def _handler(self, topic: str) -> TopicHandler | None:
+        return next((h for h in self.handlers if h.handles(topic)), None)
+
+    def _notifier(self, device: Device) -> Notifier | None:
+        return next((n for n in self.notifiers if n.renders(device)), None)
 
     async def on_message(
         self, device: Device | None, topic: str, payload: bytes, qos: int = 1
@@ -67,56 +84,29 @@ class DeviceBridge:
         """A device published `payload` on `topic` at `qos`. `device` is the
         authenticated sender (embedded broker) or None (external broker: the topic
         names it)."""
+        handler = self._handler(topic)
         if device is None:
-            device = await self._sender(topic)
+            device = await self.device_for_topic(topic)
             if device is None:
                 log.info("message for an unknown device dropped", extra={"topic": topic})
                 return []
+        if handler is None:
+            return []
         try:
-            if topic.startswith(AWS_PREFIX):
-                if "/jobs/" in topic:
-                    return await self.jobs.handle(device, topic, payload)
-                if "/streams/" in topic:
-                    return await self.streams.handle(device, topic, payload, qos)
-                return []
-            if self.aliyun is not None:
-                return await self.aliyun.handle(device, topic, payload)
+            return await handler.on_message(device, topic, payload, qos)
         except Exception:
             log.exception("device message failed", extra={"topic": topic})
         return []
 
-    async def _sender(self, topic: str) -> Device | None:
-        """The device a topic names; for a stream request, as found a moment ago:
-        a device fetching a file asks window after window. Only its name and
-        tenant serve there; a device deleted still gets blocks for STREAM_SENDER_S."""
-        if "/streams/" not in topic or not topic.startswith(AWS_PREFIX):
-            return await self.device_for_topic(topic)
-        name = topic[len(AWS_PREFIX) :].split("/", 1)[0]
-        device = self._stream_senders.get(name)
-        if device is None:
-            device = await self.device_for_topic(topic)
-            if device is not None:
-                self._stream_senders.put(name, device)
-        return device
-
     async def device_for_topic(self, topic: str) -> Device | None:
-        """The device a topic belongs to (external brokers): an AWS thing in the
-        default tenant, an Alibaba device in any tenant of its account."""
+        """The device a topic belongs to (external brokers), in the default tenant or
+        as far as its cloud's names reach."""
         if self.default_tenant is None or not _storable(topic):
             return None
-        if topic.startswith(AWS_PREFIX):
-            name = topic[len(AWS_PREFIX) :].split("/", 1)[0]
-            return await self.services.registry.find_device(self.default_tenant, name)
-        parts = topic.split("/")
-        # /ota/device/{kind}/{pk}/{dn} and /sys/{pk}/{dn}/...
-        if topic.startswith("/ota/device/") and len(parts) >= 6:
-            pk, dn = parts[4], parts[5]
-        elif topic.startswith("/sys/") and len(parts) >= 4:
-            pk, dn = parts[2], parts[3]
-        else:
+        handler = self._handler(topic)
+        if handler is None:
             return None
-        # Alibaba devices: in any instance of the account (product keys are unique).
-        return await self.services.registry.find_by_product_key(self.default_tenant, pk, dn)
+        return await handler.device_for_topic(self.default_tenant, topic)
 
     async def render(self, batch: Sequence[Notification]) -> list[tuple[Device, Outgoing]]:
         """Messages for a batch of outbox notifications, one round per device."""
@@ -124,40 +114,34 @@ class DeviceBridge:
         for n in batch:
             kinds[n.device_id].append(n.kind)
         found = await self.services.registry.get_devices(list(kinds))
-        wanted = [d.id for d in found if d.is_aws_thing or self.aliyun is not None]
+        notifier = {d.id: to for d in found if (to := self._notifier(d)) is not None}
+        wanted = list(notifier)
         pending = await self.services.executions.pending_for_devices(wanted) if wanted else {}
 
         async def messages(device: Device) -> list[tuple[Device, Outgoing]]:
             try:
-                if device.is_aws_thing:
-                    out = await self.jobs.notifications(
-                        device, kinds[device.id], pending[device.id]
-                    )
-                elif self.aliyun is not None:
-                    out = await self.aliyun.notifications(
-                        device, kinds[device.id], pending[device.id]
-                    )
-                else:
-                    return []
+                out = await notifier[device.id].notifications(
+                    device, kinds[device.id], pending[device.id]
+                )
             except Exception:
                 log.exception("rendering notifications failed", extra={"device": device.id})
                 return []
             return [(device, m) for m in out]
 
-        # AWS things are rendered together, so that what they share (the job and its
-        # document's object) is looked up once; Alibaba devices one after another,
-        # so that each finds what the one before cached.
-        things = [d for d in found if d.is_aws_thing]
+        together = [d for d in found if d.id in notifier and notifier[d.id].concurrent]
         rendered = dict(
             zip(
-                (d.id for d in things),
-                await asyncio.gather(*(messages(d) for d in things)),
+                (d.id for d in together),
+                await asyncio.gather(*(messages(d) for d in together)),
                 strict=True,
             )
         )
         out: list[tuple[Device, Outgoing]] = []
         for device in found:
-            out.extend(rendered[device.id] if device.is_aws_thing else await messages(device))
+            if device.id in rendered:
+                out.extend(rendered[device.id])
+            elif device.id in notifier:
+                out.extend(await messages(device))
         return out
 
 

@@ -25,11 +25,11 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from otahub.aws.devices.jobs_mqtt import Outgoing
 from otahub.core.outbox import Notification
 from otahub.domain.entities import Device
 from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.frames import no_delay, queue_frames
+from otahub.gateway.messages import Outgoing
 
 log = logging.getLogger("otahub.gateway.external")
 

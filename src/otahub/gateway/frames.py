@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import aiomqtt
 from paho.mqtt.client import MQTTv5
 
-from otahub.aws.devices.jobs_mqtt import Outgoing
+from otahub.gateway.messages import Outgoing
 
 PUBLISH_QOS0 = 0x30
 

@@ -22,6 +22,11 @@ from sqlalchemy import (
 
 from otahub.store.types import BigId, Json, UTCDateTime
 
+# The one job kind with at most one running job per package, and the literal text
+# of migration 0006's partial index (the statuses of an active job).
+ONE_ACTIVE_JOB_KIND = "aliyun-dynamic"
+ONE_ACTIVE_JOB_WHERE = "kind = 'aliyun-dynamic' AND status IN ('SCHEDULED', 'IN_PROGRESS')"
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -244,6 +249,16 @@ jobs = Table(
     UniqueConstraint("tenant_id", "ref"),
     Index(None, "status"),
     Index(None, "package_id"),
+    # At most one running job per package for the kinds that allow only one (an
+    # Alibaba firmware's dynamic upgrade job): two requests at once cannot both
+    # pass a check that each makes before the other commits (store/job_rules.py).
+    Index(
+        "uq_jobs_one_active_per_package",
+        "package_id",
+        unique=True,
+        postgresql_where=text(ONE_ACTIVE_JOB_WHERE),
+        sqlite_where=text(ONE_ACTIVE_JOB_WHERE),
+    ),
 )
 
 job_targets = Table(
@@ -467,6 +482,9 @@ ota_updates = Table(
     Column("stream_id", ForeignKey("streams.id", ondelete="SET NULL")),
     Column("request", Json, nullable=False),  # the inputs, echoed by GetOTAUpdate
     Column("error", Json),
+    # What the build made or will make, so that a resumed build finds it (core.services.ota_updates)
+    Column("build", Json),
+    Column("claimed_until", UTCDateTime),  # a builder owns the update until then
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("tenant_id", "ref"),

@@ -10,10 +10,10 @@ from typing import Any, Literal
 import aiomqtt
 import pytest
 
-from otahub.aws.devices.jobs_mqtt import Outgoing
 from otahub.core.services import JobSpec, Services
-from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.external import ExternalBroker
+from otahub.gateway.messages import Outgoing
+from otahub.runtime import device_bridge
 
 
 class Recorder:
@@ -69,7 +69,7 @@ async def test_hostile_payloads_through_the_worker_are_answered_and_logged_once(
     async def no_blobs(key: str, start: int, length: int) -> bytes:
         return b""
 
-    bridge = DeviceBridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
+    bridge = device_bridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
     broker = ExternalBroker("mqtt://127.0.0.1:1", bridge, client_id="t")
     sent: list[Outgoing] = []
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from otahub.aws.devices.jobs_mqtt import Outgoing
 from otahub.gateway.frames import publish_frames, remaining_length
+from otahub.gateway.messages import Outgoing
 
 
 def read_varint(data: bytes, at: int) -> tuple[int, int]:

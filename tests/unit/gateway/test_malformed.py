@@ -14,7 +14,7 @@ import pytest
 from otahub.core.engine import Engine
 from otahub.core.services import JobSpec, Services
 from otahub.core.services.streams import StreamFile
-from otahub.gateway.bridge import DeviceBridge
+from otahub.runtime import device_bridge
 
 GARBAGE: list[bytes] = [
     b"",
@@ -47,7 +47,7 @@ async def test_garbage_never_escapes_the_bridge(services: Services, engine: Engi
     )
     await services.streams.create(tenant.id, "s1", [StreamFile(0, "k", 4096, {})])
     await engine.tick()
-    bridge = DeviceBridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
+    bridge = device_bridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
     base = "$aws/things/t1/"
     topics = [
         base + "jobs/get",
@@ -87,5 +87,5 @@ async def test_garbage_never_escapes_the_bridge(services: Services, engine: Engi
 )
 async def test_unknown_devices_are_dropped(services: Services, topic: str) -> None:
     tenant = await services.accounts.tenant("1")
-    bridge = DeviceBridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
+    bridge = device_bridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
     assert await bridge.on_message(None, topic, b"{}") == []

@@ -18,8 +18,8 @@ from otahub.aliyun.devices.codec import (
     parse_download_request,
     request_id,
 )
-from otahub.aws.devices.streams_mqtt import ReadRange
 from otahub.domain.entities import Package
+from otahub.gateway.messages import ReadRange
 
 log = logging.getLogger("otahub.aliyun.devices")
 

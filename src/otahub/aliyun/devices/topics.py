@@ -1,11 +1,10 @@
 """The Alibaba device dialect: `/ota/device/...` and `/sys/.../thing/...` topics
 (specs §5.3-§5.6) on the core's executions.
 
-- inform: records the module's version and settles the tasks it completes (success
-  is the version report, not step 100); a task in progress fails when the device
-  comes back with a version that is neither the one it ran nor the target; tasks
-  already notified are pushed again, because a push sent before the device
-  subscribed was lost (linkkit subscribes by hand).
+- inform: the core records the module's version and settles the tasks it decides
+  (core/services/version_reports.py); tasks already notified are pushed again,
+  because a push sent before the device subscribed was lost (linkkit subscribes by
+  hand).
 - progress: 1..100 moves the task IN_PROGRESS (the job's timeout starts there),
   -1..-4 fails it, and the job's retry policy decides whether it comes back.
 - firmware/get: the device's task, marked NOTIFIED; how NeedPush=false devices
@@ -39,13 +38,12 @@ from otahub.aliyun.devices.codec import (
 )
 from otahub.aliyun.devices.file_download import FileDownloads
 from otahub.aliyun.devices.upgrade import Presign, upgrade_info
-from otahub.aws.devices.jobs_mqtt import Outgoing
-from otahub.aws.devices.streams_mqtt import ReadRange
 from otahub.core.services import Report, Services
 from otahub.domain.clock import Clock
 from otahub.domain.entities import Device, Execution, Job, Package
 from otahub.domain.errors import InvalidStateTransition, NotFound, VersionConflict
 from otahub.domain.states import ExecutionStatus, JobStatus
+from otahub.gateway.messages import Outgoing, ReadRange
 from otahub.gateway.recent import Recent
 
 log = logging.getLogger("otahub.aliyun.devices")
@@ -79,6 +77,7 @@ class AliyunTopics:
         presign: Presign | None = None,
     ) -> None:
         self.services = services
+        self.versions = services.version_reports
         self.clock = clock
         self.presign = presign
         self.files = FileDownloads(read_range)
@@ -116,40 +115,18 @@ class AliyunTopics:
 
     async def _inform(self, device: Device, payload: bytes) -> list[Outgoing]:
         report = parse_inform(payload)
-        before = await self._installed(device, report.module)
-        await self.services.registry.report_version(device.id, report.module, report.version)
-        await self.services.executions.settle_by_version(device.id, report.module, report.version)
-        tasks = [t for t in await self.tasks(device) if t.package.module == report.module]
-        if before is not None and report.version != before:
-            # Neither the version it ran nor the target: that upgrade went wrong.
-            for t in [t for t in tasks if t.execution.status is S.IN_PROGRESS]:
-                await self._fail_unexpected(device, t, report.version)
-                tasks.remove(t)
+        outcome = await self.versions.report(device.id, report.module, report.version)
+        failed = {ex.job_id for ex in outcome.failed}
+        tasks = [
+            t
+            for t in await self.tasks(device)
+            if t.package.module == report.module and t.execution.job_id not in failed
+        ]
         return self._pushes(
             device,
             [t for t in tasks if t.job.need_push and t.execution.status in STARTED],
             to_requester=True,
         )
-
-    async def _installed(self, device: Device, module: str) -> str | None:
-        try:
-            found = await self.services.registry.get_device(
-                device.tenant_id, device.name, product_key=device.product_key or ""
-            )
-        except NotFound:
-            return None
-        return found.modules.get(module)
-
-    async def _fail_unexpected(self, device: Device, task: Task, version: str) -> None:
-        reason = f"the device reported version {version}, not {task.package.version}"
-        try:
-            await self.services.executions.report(
-                task.execution.job_id,
-                device.id,
-                Report(S.FAILED, execution_number=task.execution.execution_number, reason=reason),
-            )
-        except (InvalidStateTransition, VersionConflict) as exc:
-            log.info("unexpected version not applied: %s", exc, extra={"device": device.id})
 
     async def _progress(self, device: Device, payload: bytes) -> None:
         report = parse_progress(payload)

@@ -15,9 +15,15 @@ from otahub.aliyun.handlers import handles
 from otahub.aliyun.handlers.groups import group
 from otahub.aliyun.protocol.codes import BusinessCode
 from otahub.aliyun.protocol.formats import paging, utc_ms, wrap
-from otahub.core.services.jobs import JobSpec
+from otahub.core.services.jobs import (
+    ActiveJobExists,
+    DeviceBusy,
+    DeviceOffSourceVersion,
+    JobSpec,
+    OtherJobs,
+)
 from otahub.domain import selectors as sel
-from otahub.domain.entities import Device, Execution, Job, Package, Product
+from otahub.domain.entities import Device, Job, Package, Product
 from otahub.domain.errors import InvalidStateTransition
 from otahub.domain.ids import opaque_id
 from otahub.domain.policies import JobPolicies, RolloutPolicy, TimeoutPolicy
@@ -39,7 +45,6 @@ JOB_STATUS = {
     JobStatus.CANCELED: "CANCELED",
     JobStatus.DELETION_IN_PROGRESS: "CANCELED",
 }
-UNFINISHED = (S.CONFIRM, S.QUEUED, S.NOTIFIED, S.IN_PROGRESS)
 
 
 async def _firmware_of_product(
@@ -56,48 +61,33 @@ async def _devices(ctx: AliyunContext, product: Product, names: Sequence[str]) -
     return [await lookup.device(ctx, product.key, n) for n in names]
 
 
-async def _check_versions(ctx: AliyunContext, package: Package, devices: list[Device]) -> None:
-    """A differential package fits only devices on its source version."""
-    if not package.source_version:
-        return
-    for d in devices:
-        full = await ctx.services.registry.get_device(
-            ctx.tenant_id, d.name, product_key=d.product_key or ""
-        )
-        current = full.modules.get(package.module)
-        if current is not None and current != package.source_version:
-            lookup.fail(BusinessCode.DEVICE_VERSION_MISMATCH, f"DeviceName: {d.name}")
-
-
-async def _overwritten(ctx: AliyunContext, devices: list[Device], mode: int) -> list[Execution]:
+def _other_jobs(overwrite_mode: int) -> OtherJobs:
     """A device has one pending task: mode 1 refuses a second, mode 2 replaces the
-    unstarted one (never an IN_PROGRESS one). Returns the tasks to replace."""
-    replaced = []
-    for d in devices:
-        for ex in await ctx.services.executions.unfinished_for_device(d.id):
-            if ex.status not in UNFINISHED:
-                continue
-            if mode == 1 or ex.status is S.IN_PROGRESS:
-                lookup.fail(BusinessCode.DEVICE_IN_OTHER_TASK, f"DeviceName: {d.name}")
-            replaced.append(ex)
-    return replaced
+    unstarted one (never an IN_PROGRESS one)."""
+    return OtherJobs.REPLACE if overwrite_mode == 2 else OtherJobs.REFUSE
 
 
 async def _create(
-    ctx: AliyunContext, spec: JobSpec, replaced: Sequence[Execution] = ()
+    ctx: AliyunContext, spec: JobSpec, devices: Sequence[Device] = ()
 ) -> Mapping[str, Any]:
     try:
         job = await ctx.services.jobs.create_job(ctx.tenant_id, spec)
     except InvalidStateTransition:
         lookup.fail(BusinessCode.FIRMWARE_VERIFY_STATUS_ERROR)
-    for ex in replaced:
-        await ctx.services.executions.cancel_in_job(
-            ex.job_id, UNFINISHED[:3], device_ids=[ex.device_id], reason="overwritten"
-        )
-    if spec.data.get("overwrite_mode") == 2 and not spec.device_ids:
-        # Fleet-wide with OverwriteMode 2: the targets' unstarted tasks elsewhere go.
-        await ctx.services.jobs.cancel_unstarted_elsewhere(job.id, reason="overwritten")
+    except ActiveJobExists:  # the database allows one running dynamic job per firmware
+        lookup.fail(BusinessCode.DYNAMIC_JOB_EXISTS)
+    except DeviceOffSourceVersion as exc:
+        named = _device_name(devices, exc.details["device_id"])
+        lookup.fail(BusinessCode.DEVICE_VERSION_MISMATCH, named)
+    except DeviceBusy as exc:
+        named = _device_name(devices, exc.details["device_id"])
+        lookup.fail(BusinessCode.DEVICE_IN_OTHER_TASK, named)
     return {"Data": {"JobId": job.ref, "UtcCreate": utc_ms(job.created_at)}}
+
+
+def _device_name(devices: Sequence[Device], device_id: int) -> str:
+    named = {d.id: d.name for d in devices}
+    return f"DeviceName: {named.get(device_id, '')}"
 
 
 @handles("CreateOTAVerifyJob")
@@ -117,8 +107,6 @@ async def create_verify_job(ctx: AliyunContext, params: dict[str, Any]) -> Mappi
         target_selection="SPECIFIC",
     )
     devices = await _devices(ctx, product, params["TargetDeviceName"])
-    await _check_versions(ctx, package, devices)
-    await _overwritten(ctx, devices, 1)
     return await _create(
         ctx,
         JobSpec(
@@ -132,8 +120,10 @@ async def create_verify_job(ctx: AliyunContext, params: dict[str, Any]) -> Mappi
             need_push=settings.need_push,
             need_confirm=settings.need_confirm,
             is_verify=True,
+            other_jobs=OtherJobs.REFUSE,
             data=settings.data,
         ),
+        devices,
     )
 
 
@@ -171,7 +161,7 @@ async def create_static_job(ctx: AliyunContext, params: dict[str, Any]) -> Mappi
         selection_type="STATIC",
         target_selection=selection,
     )
-    replaced: list[Execution] = []
+    devices: list[Device] = []
     spec = JobSpec(
         ref=opaque_id(),
         kind=jobspec.STATIC_KIND,
@@ -181,6 +171,7 @@ async def create_static_job(ctx: AliyunContext, params: dict[str, Any]) -> Mappi
         policies=settings.policies,
         need_push=settings.need_push,
         need_confirm=settings.need_confirm,
+        other_jobs=_other_jobs(settings.data["overwrite_mode"]),
         data=settings.data,
     )
     if selection == "SPECIFIC":
@@ -192,8 +183,6 @@ async def create_static_job(ctx: AliyunContext, params: dict[str, Any]) -> Mappi
         if dn_file:
             names = await read_device_list(ctx, dn_file)
         devices = await _devices(ctx, product, names or [])
-        await _check_versions(ctx, package, devices)
-        replaced = await _overwritten(ctx, devices, settings.data["overwrite_mode"])
         spec = replace(spec, device_ids=[d.id for d in devices])
     elif selection == "GROUP":
         if not group_id or params.get("GroupType") != "LINK_PLATFORM":
@@ -212,7 +201,7 @@ async def create_static_job(ctx: AliyunContext, params: dict[str, Any]) -> Mappi
         if not matching:
             lookup.fail(BusinessCode.NO_DEVICE_MATCHED)
         spec = replace(spec, selector=selector)
-    return await _create(ctx, spec, replaced)
+    return await _create(ctx, spec, devices)
 
 
 @handles("CreateOTADynamicUpgradeJob")
@@ -224,9 +213,6 @@ async def create_dynamic_job(ctx: AliyunContext, params: dict[str, Any]) -> Mapp
     if bool(srcs) == bool(group_id):
         lookup.fail(BusinessCode.INVALID_TARGET, "A dynamic job takes SrcVersion or GroupId (one).")
     jobspec.check_diff_versions(package, srcs)
-    running, _ = await ctx.services.jobs.page_jobs(ctx.tenant_id, package_id=package.id, limit=1000)
-    if any(j.kind == jobspec.DYNAMIC_KIND and j.status in ACTIVE_JOB for j in running):
-        lookup.fail(BusinessCode.DYNAMIC_JOB_EXISTS)
     settings = jobspec.settings(
         ctx,
         params,
@@ -248,6 +234,7 @@ async def create_dynamic_job(ctx: AliyunContext, params: dict[str, Any]) -> Mapp
         policies=settings.policies,
         need_push=settings.need_push,
         need_confirm=settings.need_confirm,
+        other_jobs=_other_jobs(settings.data["overwrite_mode"]),
         data=settings.data,
     )
     if group_id:

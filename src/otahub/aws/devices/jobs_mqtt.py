@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from otahub.aws.devices import jobs_view as view
 from otahub.core.services import Report, Services
-from otahub.core.services.batching import SingleFlight
+from otahub.core.services.device_jobs import DeviceJobService, Handed, RenderDocument
 from otahub.domain.clock import Clock
-from otahub.domain.entities import Device, Execution, Job
+from otahub.domain.entities import Device, Execution
 from otahub.domain.errors import (
     InvalidRequest,
     InvalidStateTransition,
@@ -28,33 +27,21 @@ from otahub.domain.errors import (
 )
 from otahub.domain.limits import MAX_JSON_DEPTH, Refused, json_depth, loads_json
 from otahub.domain.states import DEVICE_SETTABLE, ExecutionStatus
+from otahub.gateway.messages import Outgoing
 
 S = ExecutionStatus
 PREFIX = "$aws/things/"
-NOTIFY_LIMIT = 10
 JOB_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # iot-jobs-data's JobId
 
-
-@dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    payload: bytes
-    to_requester: bool = True  # a response: deliver to the client that asked
-    qos: int = 1  # stream blocks go at the QoS of the request that asked for them
-
-
-RenderDocument = Callable[[Job, Device, str | None], Awaitable[str | None]]
+__all__ = ["JobsTopics", "Outgoing", "RenderDocument", "json_refusal_code"]
 
 
 class JobsTopics:
     def __init__(
         self, services: Services, clock: Clock, render: RenderDocument | None = None
     ) -> None:
-        self.services = services
         self.clock = clock
-        self.render = render
-        self._jobs: dict[int, Job] = {}
-        self._load_job = SingleFlight(self.services.jobs.get_job_by_id)
+        self.device_jobs = DeviceJobService(services.executions, services.jobs, render)
 
     # -- requests -------------------------------------------------------------------
 
@@ -77,13 +64,13 @@ class JobsTopics:
             if parts == ["get"]:
                 return [await self._get_pending(device, topic, token)]
             if parts == ["start-next"]:
-                return await self._start_next(device, topic, request, token)
+                return [await self._start_next(device, topic, request, token)]
             if len(parts) == 2 and parts[1] in ("get", "update"):
                 if parts[0] != "$next" and not JOB_ID.fullmatch(parts[0]):
                     raise InvalidRequest("jobId must be 1 to 64 of [a-zA-Z0-9_-]")
                 if parts[1] == "get":
                     return [await self._describe(device, topic, parts[0], request, token)]
-                return await self._update(device, topic, parts[0], request, token)
+                return [await self._update(device, topic, parts[0], request, token)]
         except VersionConflict as exc:
             return [
                 self._rejected(
@@ -109,49 +96,40 @@ class JobsTopics:
         return [self._rejected(topic, "InvalidTopic", "no Jobs API at this topic", token)]
 
     async def _get_pending(self, device: Device, topic: str, token: Any) -> Outgoing:
-        pending = await self.services.executions.pending_for_device(device.id)
+        pending = await self.device_jobs.pending(device)
         body = {
-            "inProgressJobs": [view.summary(e) for e in pending if e.status is S.IN_PROGRESS],
-            "queuedJobs": [view.summary(e) for e in pending if e.status is not S.IN_PROGRESS],
+            "inProgressJobs": [view.summary(e) for e in pending.in_progress],
+            "queuedJobs": [view.summary(e) for e in pending.queued],
         }
         return self._accepted(topic, body, token)
 
     async def _start_next(
         self, device: Device, topic: str, request: dict[str, Any], token: Any
-    ) -> list[Outgoing]:
-        details = view.check_status_details(request.get("statusDetails"))
-        step = view.parse_int(request.get("stepTimeoutInMinutes"), "stepTimeoutInMinutes")
-        before = await self._head(device)
-        ex = await self.services.executions.start_next(
-            device.id, status_details=details, step_timeout_minutes=step
+    ) -> Outgoing:
+        started = await self.device_jobs.start_next(
+            device,
+            status_details=view.check_status_details(request.get("statusDetails")),
+            step_timeout_minutes=view.parse_int(
+                request.get("stepTimeoutInMinutes"), "stepTimeoutInMinutes"
+            ),
         )
-        body: dict[str, Any] = {}
-        if ex is not None:
-            body["execution"] = await self._execution(device, ex)
-        out = [self._accepted(topic, body, token)]
-        if ex is not None and (before is None or before.key != ex.key):
-            out += await self._notify_for(device)
-        return out
+        body = {} if started is None else {"execution": self._execution(device, started)}
+        return self._accepted(topic, body, token)
 
     async def _describe(
         self, device: Device, topic: str, job_ref: str, request: dict[str, Any], token: Any
     ) -> Outgoing:
         include = view.parse_bool(request.get("includeJobDocument"), "includeJobDocument", True)
-        if job_ref == "$next":
-            ex = await self._head(device)
-            if ex is None:
-                return self._accepted(topic, {}, token)
-        else:
+        number = None
+        if job_ref != "$next":
             number = view.parse_int(request.get("executionNumber"), "executionNumber")
-            job = await self.services.jobs.get_job(device.tenant_id, job_ref)
-            ex = await self.services.executions.get(job.id, device.id, number)
-        return self._accepted(
-            topic, {"execution": await self._execution(device, ex, include)}, token
-        )
+        found = await self.device_jobs.describe(device, job_ref, execution_number=number)
+        body = {} if found is None else {"execution": self._execution(device, found, include)}
+        return self._accepted(topic, body, token)
 
     async def _update(
         self, device: Device, topic: str, job_ref: str, request: dict[str, Any], token: Any
-    ) -> list[Outgoing]:
+    ) -> Outgoing:
         status = _device_status(request.get("status"))
         include_state = view.parse_bool(
             request.get("includeJobExecutionState"), "includeJobExecutionState", False
@@ -168,17 +146,15 @@ class JobsTopics:
                 request.get("stepTimeoutInMinutes"), "stepTimeoutInMinutes"
             ),
         )
-        ex = await self.services.executions.report_by_ref(
-            device.tenant_id, job_ref, device.id, report
+        updated = await self.device_jobs.update(
+            device, job_ref, report, with_document=include_document
         )
         body: dict[str, Any] = {}
         if include_state:
-            body["executionState"] = view.execution_state(ex)
-        if include_document:
-            job = await self.services.jobs.get_job_by_id(ex.job_id)
-            if job.document is not None:
-                body["jobDocument"] = view.parse_document(job.document)
-        return [self._accepted(topic, body, token)]
+            body["executionState"] = view.execution_state(updated.execution)
+        if updated.document is not None:
+            body["jobDocument"] = view.parse_document(updated.document)
+        return self._accepted(topic, body, token)
 
     # -- notifications --------------------------------------------------------------
 
@@ -189,22 +165,16 @@ class JobsTopics:
         the pending set (the outbox told us). Every kind changes the pending list, so
         what to send depends on that list only; callers may pass it in."""
         del kinds
-        return await self._notify_for(device, pending)
-
-    async def _notify_for(
-        self, device: Device, pending: list[Execution] | None = None
-    ) -> list[Outgoing]:
-        if pending is None:
-            pending = await self.services.executions.pending_for_device(device.id)
+        notices = await self.device_jobs.notices(device, pending)
         now = view.epoch(self.clock.now())
         jobs: dict[str, list[dict[str, Any]]] = {}
-        for ex in pending[:NOTIFY_LIMIT]:
+        for ex in notices.listed:
             jobs.setdefault(view.aws_status(ex.status), []).append(view.summary(ex))
         base = f"{PREFIX}{device.name}/jobs/"
         notify = {"timestamp": now, "jobs": jobs}
         nxt: dict[str, Any] = {"timestamp": now}
-        if pending:
-            nxt["execution"] = await self._execution(device, pending[0])
+        if notices.next is not None:
+            nxt["execution"] = self._execution(device, notices.next)
         return [
             Outgoing(base + "notify", _dump(notify), to_requester=False),
             Outgoing(base + "notify-next", _dump(nxt), to_requester=False),
@@ -212,27 +182,16 @@ class JobsTopics:
 
     # -- helpers --------------------------------------------------------------------
 
-    async def _head(self, device: Device) -> Execution | None:
-        pending = await self.services.executions.pending_for_device(device.id, limit=1)
-        return pending[0] if pending else None
-
-    async def _execution(
-        self, device: Device, ex: Execution, include_document: bool = True
+    def _execution(
+        self, device: Device, handed: Handed, include_document: bool = True
     ) -> dict[str, Any]:
-        document = await self.document(ex.job_id, device)
         return view.execution_data(
-            ex, device.name, document, self.clock.now(), include_document=include_document
+            handed.execution,
+            device.name,
+            handed.document,
+            self.clock.now(),
+            include_document=include_document,
         )
-
-    async def document(self, job_id: int, device: Device) -> str | None:
-        """The job document as this device receives it (presigned URLs are its own)."""
-        job = self._jobs.get(job_id)
-        if job is None:
-            # Devices rendered together (a release's notifications) load the job once.
-            job = self._jobs[job_id] = await self._load_job.get(job_id)
-        if self.render is None:
-            return job.document
-        return await self.render(job, device, job.document)
 
     def _accepted(self, topic: str, body: dict[str, Any], token: Any) -> Outgoing:
         body = {**body, "timestamp": view.epoch(self.clock.now())}

@@ -11,17 +11,18 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import cbor2
 
-from otahub.aws.devices.jobs_mqtt import Outgoing, json_refusal_code
+from otahub.aws.devices.jobs_mqtt import json_refusal_code
 from otahub.core.services import Services
 from otahub.core.services.streams import Stream
 from otahub.domain.entities import Device
 from otahub.domain.errors import NotFound
 from otahub.domain.limits import MAX_JSON_DEPTH, Refused, loads_json
+from otahub.gateway.messages import Outgoing, ReadRange
 from otahub.gateway.recent import Recent
 
 MIN_BLOCK = 256
@@ -31,8 +32,6 @@ MAX_OFFSET = 98_304
 MAX_BITMAP = 12_288
 MAX_TOKEN = 64
 STREAM_ID = re.compile(r"[a-zA-Z0-9_-]{1,128}")  # the control plane's StreamId
-
-ReadRange = Callable[[str, int, int], Awaitable[bytes]]
 
 
 class StreamError(Exception):

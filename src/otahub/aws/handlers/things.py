@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
-
 from otahub.aws import fleet_query
 from otahub.aws.handlers import handles
 from otahub.aws.handlers.common import page_token, thing
+from otahub.aws.handlers.tags import from_wire
 from otahub.aws.wire.app import AwsContext
-from otahub.domain.errors import AlreadyExists, InvalidRequest, VersionConflict
+from otahub.core.services.registry import KEEP
+from otahub.domain.errors import AlreadyExists, InvalidRequest
 from otahub.domain.limits import INT64_MAX
-from otahub.store.tables import device_groups
 
 
 def _thing_out(ctx: AwsContext, d: Any) -> dict[str, Any]:
@@ -130,6 +129,8 @@ async def create_thing_group(ctx: AwsContext, p: dict[str, Any]) -> dict[str, An
             parent=p.get("parentGroupName"),
             description=props.get("thingGroupDescription"),
             attributes=attrs,
+            tags=from_wire(p.get("tags")),
+            tagged_as=ctx.arn(f"thinggroup/{name}"),
         )
     except AlreadyExists:
         g = await ctx.services.registry.get_group(ctx.tenant_id, name)
@@ -153,6 +154,8 @@ async def create_dynamic_thing_group(ctx: AwsContext, p: dict[str, Any]) -> dict
         selector=selector,
         query=p["queryString"],
         description=props.get("thingGroupDescription"),
+        tags=from_wire(p.get("tags")),
+        tagged_as=ctx.arn(f"thinggroup/{p['thingGroupName']}"),
     )
     return {
         **_group_out(ctx, g),
@@ -177,16 +180,11 @@ async def describe_thing_group(ctx: AwsContext, p: dict[str, Any]) -> dict[str, 
         "thingGroupMetadata": {"creationDate": g.created_at},
     }
     if g.parent_id is not None:
-        by_id = {row.id: row for row in await _tree(ctx)}
-        chain, parent = [], by_id.get(g.parent_id)
-        while parent is not None:
-            chain.append(parent)
-            parent = by_id.get(parent.parent_id) if parent.parent_id is not None else None
+        chain = await ctx.services.registry.group_ancestors(g)
         out["thingGroupMetadata"] = {
-            "parentGroupName": chain[0].name,
+            "parentGroupName": chain[-1].name,
             "rootToParentThingGroups": [
-                {"groupName": r.name, "groupArn": ctx.arn(f"thinggroup/{r.name}")}
-                for r in reversed(chain)
+                {"groupName": r.name, "groupArn": ctx.arn(f"thinggroup/{r.name}")} for r in chain
             ],
             "creationDate": g.created_at,
         }
@@ -197,61 +195,35 @@ async def describe_thing_group(ctx: AwsContext, p: dict[str, Any]) -> dict[str, 
     return out
 
 
+async def _delete_group(ctx: AwsContext, name: str) -> None:
+    await ctx.services.registry.delete_group(
+        ctx.tenant_id, name, tagged_as=ctx.arn(f"thinggroup/{name}")
+    )
+
+
 @handles("iot", "DeleteThingGroup")
 async def delete_thing_group(ctx: AwsContext, p: dict[str, Any]) -> None:
-    await ctx.services.registry.delete_group(ctx.tenant_id, p["thingGroupName"])
+    await _delete_group(ctx, p["thingGroupName"])
 
 
 @handles("iot", "UpdateThingGroup")
 async def update_thing_group(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
-    """Description and attributes (merged when attributePayload.merge); the version
-    grows by one and expectedVersion must name the current one."""
-    g = await ctx.services.registry.get_group(ctx.tenant_id, p["thingGroupName"])
     props = p["thingGroupProperties"]
     payload = props.get("attributePayload")
-    attributes = dict(g.attributes)
-    if payload is not None:
-        given = payload.get("attributes") or {}
-        attributes = {**attributes, **given} if payload.get("merge") else dict(given)
-        attributes = {k: v for k, v in attributes.items() if v != ""}  # "" removes one
-    description = props.get("thingGroupDescription", g.description)
-    expected = p.get("expectedVersion")
-    if expected is not None and expected != g.version:  # also any past the column's range
-        raise VersionConflict(f"thing group {g.name} is at version {g.version}, not {expected}")
-    async with ctx.services.ctx.db.transaction() as conn:
-        cond = [device_groups.c.id == g.id]
-        if expected is not None:  # and still is, when the update is made
-            cond.append(device_groups.c.version == g.version)
-        done = await conn.execute(
-            update(device_groups)
-            .where(*cond)
-            .values(
-                description=description,
-                attributes=attributes,
-                version=device_groups.c.version + 1,
-            )
-        )
-    if done.rowcount == 0:
-        raise VersionConflict(
-            f"thing group {g.name} is at version {g.version}, not {p.get('expectedVersion')}"
-        )
-    return {"version": g.version + 1}
+    g = await ctx.services.registry.update_group(
+        ctx.tenant_id,
+        p["thingGroupName"],
+        description=props.get("thingGroupDescription", KEEP),
+        attributes=None if payload is None else payload.get("attributes") or {},
+        merge=bool(payload and payload.get("merge")),
+        expected_version=p.get("expectedVersion"),
+    )
+    return {"version": g.version}
 
 
 @handles("iot", "DeleteDynamicThingGroup")
 async def delete_dynamic_thing_group(ctx: AwsContext, p: dict[str, Any]) -> None:
-    await ctx.services.registry.delete_group(ctx.tenant_id, p["thingGroupName"])
-
-
-async def _tree(ctx: AwsContext) -> list[Any]:
-    """Every group of the account: (id, name, parent_id), by name."""
-    async with ctx.services.ctx.db.read() as conn:
-        rows = await conn.execute(
-            select(device_groups.c.id, device_groups.c.name, device_groups.c.parent_id)
-            .where(device_groups.c.tenant_id == ctx.tenant_id)
-            .order_by(device_groups.c.name)
-        )
-        return list(rows)
+    await _delete_group(ctx, p["thingGroupName"])
 
 
 def _page(items: list[dict[str, Any]], p: dict[str, Any], key: str) -> dict[str, Any]:
@@ -266,18 +238,12 @@ def _page(items: list[dict[str, Any]], p: dict[str, Any], key: str) -> dict[str,
 @handles("iot", "ListThingGroups")
 async def list_thing_groups(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
     """All groups; with parentGroup its children, or every descendant if recursive."""
-    rows = await _tree(ctx)
-    if p.get("parentGroup"):
-        parent = await ctx.services.registry.get_group(ctx.tenant_id, p["parentGroup"])
-        wanted, frontier = set(), {parent.id}
-        while frontier:
-            children = {r.id for r in rows if r.parent_id in frontier}
-            wanted |= children
-            frontier = children if p.get("recursive") else set()
-        rows = [r for r in rows if r.id in wanted]
-    prefix = p.get("namePrefixFilter")
-    if prefix:
-        rows = [r for r in rows if r.name.startswith(prefix)]
+    rows = await ctx.services.registry.list_groups(
+        ctx.tenant_id,
+        parent=p.get("parentGroup") or None,
+        recursive=bool(p.get("recursive")),
+        name_prefix=p.get("namePrefixFilter"),
+    )
     groups = [{"groupName": r.name, "groupArn": ctx.arn(f"thinggroup/{r.name}")} for r in rows]
     return _page(groups, p, "thingGroups")
 

@@ -13,6 +13,8 @@ from otahub.core.services.modules import ModuleService
 from otahub.core.services.packages import PackageService
 from otahub.core.services.registry import RegistryService
 from otahub.core.services.streams import StreamService
+from otahub.core.services.tags import TagService
+from otahub.core.services.version_reports import VersionReportService
 from otahub.domain.clock import Clock
 from otahub.store.db import Database
 
@@ -28,20 +30,26 @@ class Services:
     streams: StreamService
     certificates: CertificateService
     modules: ModuleService
+    tags: TagService
+    version_reports: VersionReportService
 
     @classmethod
     def build(cls, db: Database, clock: Clock) -> Services:
         ctx = ServiceContext(db=db, clock=clock)
+        registry = RegistryService(ctx)
+        executions = ExecutionService(ctx)
         return cls(
             ctx=ctx,
             accounts=AccountService(ctx),
-            registry=RegistryService(ctx),
+            registry=registry,
             packages=PackageService(ctx),
             jobs=JobService(ctx),
-            executions=ExecutionService(ctx),
+            executions=executions,
             streams=StreamService(ctx),
             certificates=CertificateService(ctx),
             modules=ModuleService(ctx),
+            tags=TagService(ctx),
+            version_reports=VersionReportService(ctx, registry, executions),
         )
 
 

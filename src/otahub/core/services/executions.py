@@ -270,15 +270,27 @@ class ExecutionService:
         step_timeout_minutes: int | None = None,
     ) -> Execution | None:
         """Start the head of the device's queue; an IN_PROGRESS head is returned as is."""
-        pending = await self.pending_for_device(device_id, limit=100)
+        pending = await self.pending_for_device(device_id, limit=1)
         if not pending:
             return None
-        head = pending[0]
+        return await self.start(
+            pending[0], status_details=status_details, step_timeout_minutes=step_timeout_minutes
+        )
+
+    async def start(
+        self,
+        head: Execution,
+        *,
+        status_details: Mapping[str, str] | None = None,
+        step_timeout_minutes: int | None = None,
+    ) -> Execution:
+        """Start `head`, the head of its device's queue as the caller read it; an
+        IN_PROGRESS head is returned as is."""
         if head.status is S.IN_PROGRESS:
             return head
         return await self.report(
             head.job_id,
-            device_id,
+            head.device_id,
             Report(
                 S.IN_PROGRESS,
                 status_details=status_details,

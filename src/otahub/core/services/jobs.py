@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otahub.core.engine import CLEAR_FAILURE, cancel_job_in
-from otahub.core.services.base import ServiceContext
+from otahub.core.services.base import IN_CHUNK, ServiceContext
 from otahub.core.services.batching import Coalescer
 from otahub.domain import selectors as sel
 from otahub.domain.entities import Job, row_to
-from otahub.domain.errors import AlreadyExists, InvalidRequest, InvalidStateTransition, NotFound
+from otahub.domain.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidRequest,
+    InvalidStateTransition,
+    NotFound,
+)
 from otahub.domain.policies import JobPolicies
 from otahub.domain.states import (
     ACTIVE_JOB,
@@ -28,9 +36,35 @@ from otahub.domain.states import (
     VerifyState,
 )
 from otahub.store import rollout
-from otahub.store.tables import executions, job_targets, jobs, packages
+from otahub.store.job_rules import one_active_job_per_package, violates
+from otahub.store.tables import device_modules, executions, job_targets, jobs, packages
 
 S = ExecutionStatus
+UNFINISHED = UNSTARTED | {S.IN_PROGRESS}
+
+
+class OtherJobs(Enum):
+    """What a new job does to its targets' unfinished executions in other jobs."""
+
+    KEEP = "keep"
+    # A listed device with one refuses the job.
+    REFUSE = "refuse"
+    # Unstarted ones are canceled; a listed device with one in progress refuses the job.
+    REPLACE = "replace"
+
+
+class DeviceBusy(Conflict):
+    """A listed device has an unfinished execution in another job; `details['device_id']`."""
+
+
+class DeviceOffSourceVersion(InvalidRequest):
+    """A listed device runs another version of the module than the differential
+    package's source version; `details['device_id']`."""
+
+
+class ActiveJobExists(Conflict):
+    """The package already has an active job of a kind that allows one
+    (store/job_rules.py); `details['package_id']`."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +87,7 @@ class JobSpec:
     need_push: bool = True
     need_confirm: bool = False
     is_verify: bool = False
+    other_jobs: OtherJobs = OtherJobs.KEEP
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -76,6 +111,7 @@ class JobService:
         async with self.ctx.db.transaction() as conn:
             if spec.package_id is not None:
                 await self._check_package(conn, tenant_id, spec)
+            await _refuse_busy_devices(conn, spec)
             values: dict[str, Any] = {
                 "tenant_id": tenant_id,
                 "ref": spec.ref,
@@ -105,6 +141,11 @@ class JobService:
                     await conn.execute(insert(jobs).values(**values).returning(jobs.c.id))
                 ).scalar_one()
             except IntegrityError as exc:
+                if violates(exc, one_active_job_per_package):
+                    raise ActiveJobExists(
+                        f"the package already has an active {spec.kind} job",
+                        package_id=spec.package_id,
+                    ) from exc
                 raise AlreadyExists(f"job {spec.ref} already exists", ref=spec.ref) from exc
             targets = [
                 {"job_id": job_id, "device_id": d, "group_id": None}
@@ -122,14 +163,19 @@ class JobService:
                     .where(packages.c.id == spec.package_id)
                     .values(verify_state=VerifyState.VERIFYING.value, updated_at=now)
                 )
+            if spec.other_jobs is OtherJobs.REPLACE:
+                await _cancel_unstarted_elsewhere(conn, job_id, now, reason="overwritten")
             return await load_job(conn, job_id)
 
     async def _check_package(self, conn: AsyncConnection, tenant_id: int, spec: JobSpec) -> None:
         row = (
             await conn.execute(
-                select(packages.c.verify_state, packages.c.tenant_id).where(
-                    packages.c.id == spec.package_id
-                )
+                select(
+                    packages.c.verify_state,
+                    packages.c.tenant_id,
+                    packages.c.module,
+                    packages.c.source_version,
+                ).where(packages.c.id == spec.package_id)
             )
         ).first()
         if row is None or row.tenant_id != tenant_id:
@@ -144,6 +190,8 @@ class JobService:
             raise InvalidStateTransition(
                 f"the package must be verified first (it is {state.value})", state=state.value
             )
+        if row.source_version:
+            await _refuse_off_source_version(conn, row.module, row.source_version, spec.device_ids)
 
     async def get_job(self, tenant_id: int, ref: str) -> Job:
         async with self.ctx.db.read() as conn:
@@ -305,37 +353,10 @@ class JobService:
     async def cancel_unstarted_elsewhere(self, job_id: int, *, reason: str) -> int:
         """Cancel the unstarted executions that the job's targets have in other jobs
         (the new job overrides them). Returns how many."""
-        now = self.ctx.clock.now()
-        e = executions
         async with self.ctx.db.transaction() as conn:
-            job = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
-            targets = await rollout.target_set(conn, job)
-            if targets is None:
-                return 0
-            rows = (
-                await conn.execute(
-                    update(e)
-                    .where(
-                        e.c.job_id != job_id,
-                        e.c.superseded.is_(False),
-                        e.c.status.in_([s.value for s in UNSTARTED]),
-                        e.c.device_id.in_(targets.scalar_subquery()),
-                    )
-                    .values(
-                        status=S.CANCELED.value,
-                        reason=reason,
-                        finished_at=now,
-                        updated_at=now,
-                        deadline_at=None,
-                        version=e.c.version + 1,
-                    )
-                    .returning(e.c.job_id, e.c.device_id, e.c.execution_number)
-                )
-            ).all()
-            for other in {r.job_id for r in rows}:
-                mine = [r for r in rows if r.job_id == other]
-                await rollout.add_outbox(conn, other, mine, "changed", now)
-            return len(rows)
+            return await _cancel_unstarted_elsewhere(
+                conn, job_id, self.ctx.clock.now(), reason=reason
+            )
 
     async def count_jobs_in(self, tenant_id: int, status: JobStatus) -> int:
         async with self.ctx.db.read() as conn:
@@ -365,3 +386,92 @@ async def job_by_ref(conn: AsyncConnection, tenant_id: int, ref: str, *, lock: b
     if row is None:
         raise NotFound(f"job {ref} not found", ref=ref)
     return row_to(Job, row)
+
+
+async def _refuse_off_source_version(
+    conn: AsyncConnection, module: str, source_version: str, device_ids: Sequence[int]
+) -> None:
+    """A differential package fits only devices on its source version (or that never
+    reported the module): the first listed device on another raises
+    DeviceOffSourceVersion."""
+
+    def off_source(chunk: list[int]) -> Select[Any]:
+        m = device_modules
+        return select(m.c.device_id).where(
+            m.c.device_id.in_(chunk), m.c.module == module, m.c.version != source_version
+        )
+
+    found = await _first_selected(conn, device_ids, off_source)
+    if found is not None:
+        raise DeviceOffSourceVersion(
+            f"the device is not on the package's source version {source_version}",
+            device_id=found,
+        )
+
+
+async def _refuse_busy_devices(conn: AsyncConnection, spec: JobSpec) -> None:
+    """The first listed device with an unfinished execution that `spec.other_jobs`
+    forbids raises DeviceBusy."""
+    if spec.other_jobs is OtherJobs.KEEP:
+        return
+    forbidden = UNFINISHED if spec.other_jobs is OtherJobs.REFUSE else {S.IN_PROGRESS}
+
+    def busy(chunk: list[int]) -> Select[Any]:
+        e = executions
+        return select(e.c.device_id).where(
+            e.c.device_id.in_(chunk),
+            e.c.superseded.is_(False),
+            e.c.status.in_([s.value for s in forbidden]),
+        )
+
+    found = await _first_selected(conn, spec.device_ids, busy)
+    if found is not None:
+        raise DeviceBusy("the device has an unfinished execution in another job", device_id=found)
+
+
+async def _first_selected(
+    conn: AsyncConnection,
+    device_ids: Sequence[int],
+    matching: Callable[[list[int]], Select[Any]],
+) -> int | None:
+    """The first of `device_ids`, in their order, that `matching` selects: one query
+    per IN_CHUNK ids."""
+    wanted = list(dict.fromkeys(device_ids))
+    selected: set[int] = set()
+    for start in range(0, len(wanted), IN_CHUNK):
+        selected.update((await conn.execute(matching(wanted[start : start + IN_CHUNK]))).scalars())
+    return next((d for d in wanted if d in selected), None)
+
+
+async def _cancel_unstarted_elsewhere(
+    conn: AsyncConnection, job_id: int, now: datetime, *, reason: str
+) -> int:
+    e = executions
+    job = (await conn.execute(select(jobs).where(jobs.c.id == job_id))).one()
+    targets = await rollout.target_set(conn, job)
+    if targets is None:
+        return 0
+    rows = (
+        await conn.execute(
+            update(e)
+            .where(
+                e.c.job_id != job_id,
+                e.c.superseded.is_(False),
+                e.c.status.in_([s.value for s in UNSTARTED]),
+                e.c.device_id.in_(targets.scalar_subquery()),
+            )
+            .values(
+                status=S.CANCELED.value,
+                reason=reason,
+                finished_at=now,
+                updated_at=now,
+                deadline_at=None,
+                version=e.c.version + 1,
+            )
+            .returning(e.c.job_id, e.c.device_id, e.c.execution_number)
+        )
+    ).all()
+    for other in {r.job_id for r in rows}:
+        mine = [r for r in rows if r.job_id == other]
+        await rollout.add_outbox(conn, other, mine, "changed", now)
+    return len(rows)

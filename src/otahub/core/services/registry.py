@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, literal, or_, select, update
@@ -13,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otahub.core.services.accounts import DEFAULT_PRODUCT_KEY
 from otahub.core.services.base import IN_CHUNK, ServiceContext
+from otahub.core.services.tags import drop_tags, write_tags
 from otahub.domain import selectors as sel
 from otahub.domain.entities import Device, Group, Product, row_to
 from otahub.domain.errors import AlreadyExists, Conflict, InvalidRequest, NotFound, VersionConflict
 from otahub.domain.ids import new_uuid
+from otahub.domain.tags import Tag, check_tags
 from otahub.store.selectors import group_descendants
 from otahub.store.tables import (
     device_groups,
@@ -40,6 +43,15 @@ DEVICE_BY_NAME = (
     )
 )
 _DEVICE_FIELDS = {f.name for f in fields(Device)}
+
+
+class Keep(Enum):
+    """For an optional field of an update: leave it as it is (None would clear it)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 class RegistryService:
@@ -349,7 +361,11 @@ class RegistryService:
         selector: sel.Selector | None = None,
         query: str | None = None,
         data: Mapping[str, Any] | None = None,
+        tags: Sequence[Tag] = (),
+        tagged_as: str | None = None,
     ) -> Group:
+        """A group, with its tags under the name `tagged_as` (the face's name for it)."""
+        check_tags(tags)
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as conn:
             parent_id = None
@@ -378,11 +394,93 @@ class RegistryService:
                 )
             except IntegrityError as exc:
                 raise AlreadyExists(f"group {name} already exists", name=name) from exc
+            if tags:
+                if tagged_as is None:
+                    raise InvalidRequest("tags need the name the group is tagged as")
+                await write_tags(conn, tenant_id, tagged_as, tags)
             return await _group(conn, tenant_id, name)
 
     async def get_group(self, tenant_id: int, name: str) -> Group:
         async with self.ctx.db.read() as conn:
             return await _group(conn, tenant_id, name)
+
+    async def update_group(
+        self,
+        tenant_id: int,
+        name: str,
+        *,
+        description: str | Keep | None = KEEP,
+        attributes: Mapping[str, str] | None = None,
+        merge: bool = False,
+        expected_version: int | None = None,
+    ) -> Group:
+        """Change a group's description and attributes: the given attributes replace
+        them, or with `merge` are merged in; an empty value removes an attribute either
+        way. The version grows by one; with `expected_version`, only from that one."""
+        async with self.ctx.db.transaction() as conn:
+            g = await _group(conn, tenant_id, name, lock=True)
+            if expected_version is not None and expected_version != g.version:
+                raise VersionConflict(
+                    f"thing group {name} is at version {g.version}, not {expected_version}",
+                    current={"version": g.version},
+                )
+            values: dict[str, Any] = {"version": g.version + 1}
+            if attributes is not None:
+                merged = {**g.attributes, **attributes} if merge else dict(attributes)
+                values["attributes"] = {k: v for k, v in merged.items() if v != ""}
+            if not isinstance(description, Keep):
+                values["description"] = description
+            # The row lock (PostgreSQL) or the write lock (SQLite) holds the version
+            # still; the condition says so again should either be weaker than thought.
+            done = await conn.execute(
+                update(device_groups)
+                .where(device_groups.c.id == g.id, device_groups.c.version == g.version)
+                .values(**values)
+            )
+            if done.rowcount == 0:
+                raise VersionConflict(f"thing group {name} changed while being updated")
+            return await _group(conn, tenant_id, name)
+
+    async def list_groups(
+        self,
+        tenant_id: int,
+        *,
+        parent: str | None = None,
+        recursive: bool = False,
+        name_prefix: str | None = None,
+    ) -> list[Group]:
+        """Groups by name: all of them, or a parent's children (every descendant if
+        `recursive`), with names starting with `name_prefix`."""
+        q = select(device_groups).where(device_groups.c.tenant_id == tenant_id)
+        if name_prefix:
+            q = q.where(func.substr(device_groups.c.name, 1, len(name_prefix)) == name_prefix)
+        async with self.ctx.db.read() as conn:
+            if parent is not None:
+                root = await _group(conn, tenant_id, parent)
+                if recursive:
+                    tree = group_descendants(root.id)
+                    q = q.where(
+                        device_groups.c.id.in_(select(tree.c.id)), device_groups.c.id != root.id
+                    )
+                else:
+                    q = q.where(device_groups.c.parent_id == root.id)
+            rows = await conn.execute(q.order_by(device_groups.c.name))
+            return [row_to(Group, r) for r in rows]
+
+    async def group_ancestors(self, group: Group) -> list[Group]:
+        """The groups above `group` in its hierarchy, from the root down to its parent."""
+        chain: list[Group] = []
+        async with self.ctx.db.read() as conn:
+            parent_id = group.parent_id
+            while parent_id is not None:  # a parent is older than its child: no cycle
+                row = (
+                    await conn.execute(select(device_groups).where(device_groups.c.id == parent_id))
+                ).first()
+                if row is None:
+                    break
+                chain.append(row_to(Group, row))
+                parent_id = row.parent_id
+        return chain[::-1]
 
     async def get_group_by_uid(self, tenant_id: int, uid: str) -> Group:
         async with self.ctx.db.read() as conn:
@@ -397,7 +495,10 @@ class RegistryService:
             raise NotFound(f"group {uid} not found", uid=uid)
         return row_to(Group, row)
 
-    async def delete_group(self, tenant_id: int, name: str) -> None:
+    async def delete_group(
+        self, tenant_id: int, name: str, *, tagged_as: str | None = None
+    ) -> None:
+        """Delete a group without child groups, and its tags (under `tagged_as`)."""
         async with self.ctx.db.transaction() as conn:
             g = (
                 await conn.execute(
@@ -414,6 +515,8 @@ class RegistryService:
             if has_children:
                 raise Conflict(f"group {name} has child groups")
             await conn.execute(delete(device_groups).where(device_groups.c.id == g.id))
+            if tagged_as is not None:
+                await drop_tags(conn, tenant_id, tagged_as)
 
     async def add_to_group(self, tenant_id: int, group: str, device_ids: Sequence[int]) -> None:
         now = self.ctx.clock.now()
@@ -549,14 +652,11 @@ async def _device(
     return row_to(Device, row, modules=mods)
 
 
-async def _group(conn: AsyncConnection, tenant_id: int, name: str) -> Group:
-    row = (
-        await conn.execute(
-            select(device_groups).where(
-                device_groups.c.tenant_id == tenant_id, device_groups.c.name == name
-            )
-        )
-    ).first()
+async def _group(conn: AsyncConnection, tenant_id: int, name: str, *, lock: bool = False) -> Group:
+    q = select(device_groups).where(
+        device_groups.c.tenant_id == tenant_id, device_groups.c.name == name
+    )
+    row = (await conn.execute(q.with_for_update() if lock else q)).first()
     if row is None:
         raise NotFound(f"group {name} not found", name=name)
     return row_to(Group, row)

@@ -13,7 +13,6 @@ from typing import Any
 
 from otahub.aliyun.devices.codec import crc16_arc, parse_download_reply
 from otahub.aliyun.devices.topics import AliyunTopics
-from otahub.aws.devices.jobs_mqtt import Outgoing
 from otahub.core.engine import Engine
 from otahub.core.outbox import Notification, OutboxPublisher
 from otahub.core.services import JobSpec, Services
@@ -22,6 +21,8 @@ from otahub.domain.entities import Device, PackageFile
 from otahub.domain.policies import JobPolicies, RetryCriterion, RetryPolicy, TimeoutPolicy
 from otahub.domain.states import ExecutionStatus, FailureType, ReleaseMode, VerifyState
 from otahub.gateway.bridge import DeviceBridge
+from otahub.gateway.messages import Outgoing
+from otahub.runtime import device_bridge
 
 S = ExecutionStatus
 PK = "a1TestPK"
@@ -124,7 +125,7 @@ async def world(services: Services, engine: Engine, clock: FakeClock) -> World:
     tenant = (await services.accounts.tenant("123456789012")).id
     await services.registry.create_product(tenant, PK, "product")
     topics = AliyunTopics(services, clock, read_range, presign)
-    bridge = DeviceBridge(services, clock, read_range, default_tenant=tenant, aliyun=topics)
+    bridge = device_bridge(services, clock, read_range, default_tenant=tenant, aliyun=topics)
     return World(services, engine, clock, tenant, topics, bridge)
 
 

@@ -6,11 +6,12 @@ import asyncio
 import json
 from typing import Any
 
-from otahub.aws.devices.jobs_mqtt import JobsTopics, Outgoing
+from otahub.aws.devices.jobs_mqtt import JobsTopics
 from otahub.core.engine import Engine
 from otahub.core.services import JobSpec, Services
 from otahub.domain.clock import FakeClock
 from otahub.domain.states import ExecutionStatus
+from otahub.gateway.messages import Outgoing
 
 DOC = {"operation": "update", "url": "https://example/fw.bin"}
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from otahub.aws.devices.jobs_mqtt import JobsTopics, Outgoing
+from otahub.aws.devices.jobs_mqtt import JobsTopics
 from otahub.core.engine import Engine
 from otahub.core.services import JobSpec, Services
 from otahub.domain.clock import FakeClock
+from otahub.gateway.messages import Outgoing
 
 DOC = {"afr_ota": {"protocols": ["MQTT"], "files": []}}
 T = "$aws/things/thing-9/jobs/"

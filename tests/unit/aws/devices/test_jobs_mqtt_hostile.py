@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from otahub.aws.devices.jobs_mqtt import Outgoing
+from otahub.aws.devices.jobs_mqtt import JobsTopics
 from otahub.core.engine import Engine
 from otahub.core.services import JobSpec, Services
 from otahub.domain.entities import Device
 from otahub.domain.states import ExecutionStatus
 from otahub.gateway.bridge import DeviceBridge
+from otahub.gateway.messages import Outgoing
+from otahub.runtime import device_bridge
 from otahub.store.tables import jobs
 
 T = "$aws/things/thing-1/jobs/"
@@ -33,7 +35,7 @@ async def setup(services: Services, engine: Engine) -> tuple[Device, DeviceBridg
         tenant.id, JobSpec(ref="job-a", kind="job", device_ids=[thing.id], document="{}")
     )
     await engine.tick()
-    bridge = DeviceBridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
+    bridge = device_bridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
     return thing, bridge, job.id
 
 
@@ -220,6 +222,7 @@ async def test_a_document_stored_nested_thousands_deep_still_reaches_the_device(
     [out] = await bridge.on_message(thing, T + "$next/get", b"{}")
     assert out.topic == T + "$next/get/accepted"
     assert body(out)["execution"]["jobDocument"] == deep
-    [_, notify_next] = await bridge.jobs.notifications(thing, ["released"])
+    jobs_topics = JobsTopics(services, services.ctx.clock)
+    [_, notify_next] = await jobs_topics.notifications(thing, ["released"])
     assert json.loads(notify_next.payload)["execution"]["jobDocument"] == deep
     no_traceback(caplog)

@@ -16,6 +16,7 @@ from otahub.core.services import Services
 from otahub.core.services.streams import StreamFile
 from otahub.domain.entities import Device
 from otahub.gateway.bridge import DeviceBridge
+from otahub.runtime import device_bridge
 
 FILE = bytes(range(256)) * 8
 T = "$aws/things/t1/streams/s1/"
@@ -29,7 +30,7 @@ async def setup(services: Services) -> tuple[Device, DeviceBridge]:
     tenant = await services.accounts.tenant("123456789012")
     thing = await services.registry.create_device(tenant.id, "t1")
     await services.streams.create(tenant.id, "s1", [StreamFile(0, "fw", len(FILE), {})])
-    bridge = DeviceBridge(services, services.ctx.clock, read_range, default_tenant=tenant.id)
+    bridge = device_bridge(services, services.ctx.clock, read_range, default_tenant=tenant.id)
     return thing, bridge
 
 
