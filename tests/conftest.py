@@ -95,12 +95,33 @@ def fresh_sqlite_url(template: Path, tmp_path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+# The sequences owned by the schema's tables (serial and identity columns), which a
+# fresh database starts at 1.
+_OWNED_SEQUENCES = """
+SELECT s.oid::regclass::text
+FROM pg_class s
+JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = s.oid
+    AND d.deptype IN ('a', 'i')
+JOIN pg_class t ON t.oid = d.refobjid
+WHERE s.relkind = 'S' AND t.relnamespace = current_schema()::regnamespace
+    AND t.relname = ANY(:names)
+"""
+
+
 async def truncate_all(db: Database) -> None:
+    """Empty every table and restart its ids, as TRUNCATE … RESTART IDENTITY would.
+    DELETE, children first, in one round trip: on tables of a test's few rows it
+    takes milliseconds where TRUNCATE of all of them takes ~150 ms, before each of
+    the many PostgreSQL tests."""
     from sqlalchemy import text
 
-    names = ", ".join(t.name for t in metadata.sorted_tables)
+    names = [t.name for t in metadata.sorted_tables]
     async with db.transaction() as conn:
-        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        sequences = (await conn.execute(text(_OWNED_SEQUENCES), {"names": names})).scalars()
+        script = [f'DELETE FROM "{name}"' for name in reversed(names)]
+        script += [f"SELECT setval('{seq}', 1, false)" for seq in sequences]
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.execute("; ".join(script))  # type: ignore[union-attr]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

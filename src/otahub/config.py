@@ -26,6 +26,8 @@ class Settings:
     aws_request_rate: float = 0.0  # AWS API requests a second per account; 0: unlimited
     aws_request_burst: float | None = None  # default: the rate (at least 1)
     log_level: str = "info"
+    # tests only: a file of seconds added to the server's clock (otahub.cli.offset_clock)
+    test_clock_file: Path | None = None
 
     def resolved_database_url(self) -> str:
         if self.database_url:

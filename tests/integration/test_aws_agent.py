@@ -21,7 +21,7 @@ from otahub.blobs.download import make_download_app
 from otahub.blobs.fs import FilesystemBlobStore
 from otahub.core.services import JobSpec, Services
 from otahub.core.services.streams import StreamFile
-from otahub.gateway.bridge import DeviceBridge
+from otahub.runtime import device_bridge
 from otahub.signing import (
     certificate_to_pem,
     create_code_signing_certificate,
@@ -51,7 +51,7 @@ async def otahub_side(services: Services, tmp_path: Path) -> AsyncIterator[dict[
         return b"".join([c async for c in store.open_range(key, start, start + length)])
 
     tenant = await services.accounts.tenant("222222222222")
-    bridge = DeviceBridge(services, services.ctx.clock, read_range, default_tenant=tenant.id)
+    bridge = device_bridge(services, services.ctx.clock, read_range, default_tenant=tenant.id)
     key = generate_private_key("ECDSA")
     cert = certificate_to_pem(create_code_signing_certificate(key, "otahub test signer"))
     async with gateway_on_mosquitto(bridge) as (_, tag):

@@ -23,8 +23,8 @@ from otahub.core.services import JobSpec, Services
 from otahub.domain.clock import FakeClock
 from otahub.domain.policies import JobPolicies, RolloutPolicy
 from otahub.domain.states import ExecutionStatus
-from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.external import ExternalBroker
+from otahub.runtime import device_bridge
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 DEVICES = 200
@@ -134,7 +134,7 @@ async def test_rollout_survives_a_broker_restart(
             policies=JobPolicies(RolloutPolicy(max_per_minute=50)),
         ),
     )
-    bridge = DeviceBridge(
+    bridge = device_bridge(
         services,
         clock,
         lambda *a: asyncio.sleep(0, b""),  # type: ignore[arg-type]

@@ -14,8 +14,8 @@ import pytest
 from otahub.core.engine import Engine
 from otahub.core.outbox import OutboxPublisher
 from otahub.core.services import JobSpec, Services
-from otahub.gateway.bridge import DeviceBridge
 from otahub.gateway.external import ExternalBroker, NotConnected
+from otahub.runtime import device_bridge
 from tests.conftest import need_service
 from tests.integration.mosquitto import gateway_on_mosquitto
 
@@ -30,7 +30,7 @@ async def no_blobs(key: str, start: int, length: int) -> bytes:
 async def broker(services: Services) -> AsyncIterator[tuple[ExternalBroker, int]]:
     need_service("Mosquitto", "127.0.0.1", 1883)
     tenant = await services.accounts.tenant("111111111111")
-    bridge = DeviceBridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
+    bridge = device_bridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
     async with gateway_on_mosquitto(bridge) as (ext, _):
         yield ext, tenant.id
 
@@ -79,7 +79,7 @@ async def test_device_requests_and_notifications_through_mosquitto(
 
 async def test_outbox_stays_unsent_while_disconnected(services: Services, engine: Engine) -> None:
     tenant = await services.accounts.tenant("111111111111")
-    bridge = DeviceBridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
+    bridge = device_bridge(services, services.ctx.clock, no_blobs, default_tenant=tenant.id)
     ext = ExternalBroker("mqtt://127.0.0.1:1", bridge, client_id="never")
     thing = await services.registry.create_device(tenant.id, "offline-thing")
     await services.jobs.create_job(

@@ -17,7 +17,7 @@ import pytest
 from otahub.core.engine import Engine
 from otahub.core.services import JobSpec, Services
 from otahub.core.services.streams import StreamFile
-from otahub.gateway.bridge import DeviceBridge
+from otahub.runtime import device_bridge
 from tests.conftest import need_service
 from tests.integration.mosquitto import gateway_on_mosquitto
 
@@ -55,7 +55,7 @@ async def test_a_burst_of_bad_payloads_then_a_good_request(
     )
     await services.streams.create(tenant.id, "s1", [StreamFile(0, "fw", 1024, {})])
     await engine.tick()
-    bridge = DeviceBridge(services, services.ctx.clock, read_range, default_tenant=tenant.id)
+    bridge = device_bridge(services, services.ctx.clock, read_range, default_tenant=tenant.id)
     jobs, streams = f"$aws/things/{name}/jobs/", f"$aws/things/{name}/streams/s1/"
     burst: list[tuple[str, bytes]] = [
         (jobs + "j1/update", b'{"status":"IN_PROGRESS","statusDetails":' + DEEP + b"}"),

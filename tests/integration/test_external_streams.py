@@ -16,7 +16,7 @@ import pytest
 
 from otahub.core.services import Services
 from otahub.core.services.streams import StreamFile
-from otahub.gateway.bridge import DeviceBridge
+from otahub.runtime import device_bridge
 from tests.conftest import need_service
 from tests.integration.mosquitto import gateway_on_mosquitto
 
@@ -39,7 +39,7 @@ async def thing(services: Services) -> AsyncIterator[str]:
     name = f"thing-{uuid.uuid4().hex[:8]}"
     await services.registry.create_device(tenant.id, name)
     await services.streams.create(tenant.id, "fw", [StreamFile(0, "blobs/fw", len(FILE), {})])
-    bridge = DeviceBridge(services, services.ctx.clock, read_range, default_tenant=tenant.id)
+    bridge = device_bridge(services, services.ctx.clock, read_range, default_tenant=tenant.id)
     async with gateway_on_mosquitto(bridge):
         yield name
 

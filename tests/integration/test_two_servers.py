@@ -19,18 +19,36 @@ from tests.integration.server import ServerProcess
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 
 
-async def answers(device: aiomqtt.Client, base: str, tokens: list[str]) -> list[str]:
+async def answers(
+    device: aiomqtt.Client, base: str, tokens: list[str], *, within: float = 10
+) -> list[str]:
+    """Ask once per token; the answers to them, collected until each has one and a
+    moment more (a duplicate comes with the original), or for `within` seconds.
+    Late answers to earlier probes are not these tokens' and are left out."""
     for token in tokens:
         await device.publish(base + "get", json.dumps({"clientToken": token}), qos=1)
-    got: list[str] = []
+    wanted, got = set(tokens), []
     try:
-        async with asyncio.timeout(4):
+        async with asyncio.timeout(within) as window:
             async for message in device.messages:
                 assert isinstance(message.payload, bytes)
-                got.append(json.loads(message.payload)["clientToken"])
+                token = json.loads(message.payload)["clientToken"]
+                if token not in wanted:
+                    continue
+                got.append(token)
+                if len(got) == len(wanted):
+                    window.reschedule(asyncio.get_running_loop().time() + 1.0)
     except TimeoutError:
         pass
     return got
+
+
+async def until_answered(device: aiomqtt.Client, base: str, prefix: str) -> None:
+    """Ask until a server answers: one holds the role and subscribes the $aws topics."""
+    for k in range(120):
+        if await answers(device, base, [f"{prefix}{k}"], within=0.25):
+            return
+    raise AssertionError("no server took the $aws topics")
 
 
 async def test_each_device_message_is_handled_once_and_the_role_fails_over(
@@ -49,9 +67,9 @@ async def test_each_device_message_is_handled_once_and_the_role_fails_over(
         name = f"twin-{uuid.uuid4().hex[:6]}"
         await svc.registry.create_device(tenant.id, name)
         base = f"$aws/things/{name}/jobs/"
-        await asyncio.sleep(3)  # both subscribed, one of them to the $aws topics
         async with aiomqtt.Client("127.0.0.1", 1883, identifier=name) as device:
             await device.subscribe(base + "get/accepted", qos=1)
+            await until_answered(device, base, "probe")
             tokens = [f"t{i}" for i in range(20)]
             assert sorted(await answers(device, base, tokens)) == sorted(tokens)
 
@@ -60,7 +78,7 @@ async def test_each_device_message_is_handled_once_and_the_role_fails_over(
                 assert s.proc is not None
                 s.proc.kill()
                 break
-            await asyncio.sleep(6)
+            await until_answered(device, base, "failover")
             again = [f"u{i}" for i in range(5)]
             got = await answers(device, base, again)
             assert sorted(set(got)) == sorted(again)

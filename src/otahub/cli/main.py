@@ -132,7 +132,22 @@ def _check_aliyun_rate_limits(
     help="bearer token an external broker must send to the /mqtt/* hooks "
     "(default: the hooks are open)",
 )
+@click.option(
+    "--engine-interval",
+    envvar="OTAHUB_ENGINE_INTERVAL",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="seconds between the rollout engine's ticks",
+)
 @click.option("--log-level", envvar="OTAHUB_LOG_LEVEL", default="info", show_default=True)
+@click.option(
+    "--test-clock-file",
+    envvar="OTAHUB_TEST_CLOCK_FILE",
+    default=None,
+    hidden=True,  # tests only: see otahub.cli.offset_clock
+    type=click.Path(path_type=Path),
+)
 def serve(
     host: str,
     port: int,
@@ -148,7 +163,9 @@ def serve(
     aliyun_rate_limits: str | None,
     share_group: str,
     hook_token: str | None,
+    engine_interval: float,
     log_level: str,
+    test_clock_file: Path | None,
 ) -> None:
     """Run the server: HTTP APIs, device gateway and rollout engine in one process."""
     import os
@@ -168,9 +185,11 @@ def serve(
         aws_request_burst=aws_request_burst,
         share_group=share_group,
         hook_token=hook_token or None,
+        engine_interval=engine_interval,
         access_key_id=os.environ.get("OTAHUB_ACCESS_KEY_ID"),
         secret_access_key=os.environ.get("OTAHUB_SECRET_ACCESS_KEY"),
         aliyun_rate_limits=aliyun_rate_limits,
+        test_clock_file=test_clock_file,
     )
     configure(log_level)
     try:
@@ -190,7 +209,13 @@ async def _serve(settings: Settings) -> None:
     from otahub.runtime import Runtime
 
     _check_ports_free(settings)
-    runtime = Runtime(settings)
+    clock = None
+    if settings.test_clock_file is not None:
+        from otahub.cli.offset_clock import OffsetFileClock
+
+        clock = OffsetFileClock(settings.test_clock_file)
+        click.echo(f"test clock: time moves with {settings.test_clock_file} (tests only)", err=True)
+    runtime = Runtime(settings, clock)
     await runtime.start()
     server = Server(
         build_app(runtime),

@@ -57,6 +57,7 @@ def _server(tmp: pytest.TempPathFactory, name: str, *args: str) -> Iterator[Serv
             "OTAHUB_SHARE_GROUP": f"g{db[-10:]}",
         },
         args=list(args),
+        movable_clock=True,  # a retry interval passes without being waited for
     )
     proc.database_url = url  # type: ignore[attr-defined]
     proc.start()

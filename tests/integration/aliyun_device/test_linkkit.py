@@ -16,7 +16,7 @@ import httpx
 
 from tests.integration.aliyun_device.conftest import LinkkitDevice
 from tests.integration.aliyun_device.control import VERIFIED, AliyunControl
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, engine_ticks
 
 IMAGE = os.urandom(150_000)
 
@@ -85,7 +85,7 @@ async def test_offline_linkkit_device_is_pushed_when_it_connects(
     fw = await control.firmware(pk, IMAGE, "2.5.0")
     job = await control.job(pk, fw, ["lk-late"])
     await control.wait_task(job, pk, "lk-late", "QUEUED")
-    await asyncio.sleep(1.5)  # a few engine ticks: nobody to push to
+    await asyncio.to_thread(engine_ticks)  # nobody to push to
     assert (await control.task(job, pk, "lk-late"))["TaskStatus"] == "QUEUED"
     device = LinkkitDevice(
         "127.0.0.1", str(server.mqtt_port), pk, "lk-late", secret, "1.0.0", str(tmp_path)

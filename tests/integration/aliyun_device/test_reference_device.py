@@ -119,13 +119,16 @@ async def test_failed_self_test_is_reported_and_retried(
     ) as device:
         await device.report_version()
         fw = await control.firmware(pk, IMAGE, "2.1.0")
-        job = await control.job(pk, fw, ["ref-retry"], retry_count=1, retry_interval=0)
+        # Ten minutes between tries: the FAILED task stays to be seen until the
+        # server's clock is moved past them (at 0 the engine's next tick retries it).
+        job = await control.job(pk, fw, ["ref-retry"], retry_count=1, retry_interval=10)
         first = await device.apply(await device.next_push(20))
         assert (first.step, device.version) == (-4, "1.0.0")  # rolled back
         failed = await control.wait_task(job, pk, "ref-retry", "FAILED")
         assert failed["TaskDesc"] == "self-test failed; rolled back"  # the device's desc
         kept = await control.execution(job, pk, "ref-retry")
         assert kept.reason == "flashing failed: self-test failed; rolled back"
+        server.advance_clock(10 * 60)
         second = await device.apply(await device.next_push(20))
         assert second.succeeded and device.version == "2.1.0"
         await control.wait_task(job, pk, "ref-retry", "SUCCEEDED")

@@ -16,7 +16,9 @@ from tests.integration.server import ServerProcess
 KEY, SECRET = "AKIDOTAHUBTEST", "otahub-test-secret"
 
 
-@pytest.fixture(scope="module")
+# One server for the whole run (a start costs seconds): tests name what they make
+# with ids of their own and look only at those.
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     data = tmp_path_factory.mktemp("aws-server")
     proc = ServerProcess(
@@ -36,27 +38,27 @@ def client(server: ServerProcess, service: str) -> Any:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def iot(server: ServerProcess) -> Any:
     return client(server, "iot")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def jobs_data(server: ServerProcess) -> Any:
     return client(server, "iot-jobs-data")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def s3(server: ServerProcess) -> Any:
     return client(server, "s3")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def signer(server: ServerProcess) -> Any:
     return client(server, "signer")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mqtt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A server that reaches devices through the real Mosquitto."""
     need_service("Mosquitto", "127.0.0.1", 1883)
@@ -75,10 +77,10 @@ def clients(server: ServerProcess) -> dict[str, Any]:
 
 
 def wait_for(fn: Any, timeout: float = 15) -> Any:
-    """Poll `fn` until it returns something true (the engine ticks once a second)."""
+    """Poll `fn` until it returns something true (the engine ticks ten times a second)."""
     deadline = time.monotonic() + timeout
     while True:
         value = fn()
         if value or time.monotonic() > deadline:
             return value
-        time.sleep(0.2)
+        time.sleep(0.05)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from tests.integration.aws.conftest import wait_for
+from tests.integration.server import engine_ticks
 
 
 def uid(prefix: str) -> str:
@@ -174,7 +174,7 @@ def test_retry_config_requeues_a_failed_execution(iot: Any, jobs_data: Any) -> N
     )
     assert second and second["status"] == "QUEUED"
     jobs_data.update_job_execution(thingName=a, jobId=job_id, status="FAILED")
-    time.sleep(2)
+    engine_ticks()
     assert not queued(jobs_data, a, job_id)  # one retry only
 
 
@@ -190,7 +190,7 @@ def test_scheduled_job_waits_for_its_start(iot: Any, jobs_data: Any) -> None:
     iot.create_job(jobId=job_id, targets=[a_arn], document="{}", schedulingConfig=sched)
     job = iot.describe_job(jobId=job_id)["job"]
     assert job["status"] == "SCHEDULED" and job["schedulingConfig"]["startTime"] == start
-    time.sleep(2)
+    engine_ticks()
     assert not queued(jobs_data, a, job_id)
     with pytest.raises(iot.exceptions.InvalidRequestException):
         iot.create_job(

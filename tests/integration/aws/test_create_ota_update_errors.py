@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,6 +197,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
             "OTAHUB_AWS_REQUEST_RATE": "1",
             "OTAHUB_AWS_REQUEST_BURST": "2",
         },
+        movable_clock=True,  # the bucket refills as the server's clock moves
     ).start()
     yield proc
     proc.stop()
@@ -214,16 +214,16 @@ def test_throttling_when_an_account_exceeds_its_rate(limited: ServerProcess) -> 
             assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 400  # iot's status
             codes.append("throttled")
     assert codes[:2] == ["ok"] * 2 and "throttled" in codes[2:]
-    time.sleep(2.2)  # 1 a second refills the bucket
+    limited.advance_clock(2.2)  # 1 a second refills the bucket
     assert ota(iot)["otaUpdateStatus"] == "CREATE_PENDING"
     # The budget is the account's, across its APIs; each names it its own way.
     signer, jobs = boto(limited, "signer"), boto(limited, "iot-jobs-data")
-    time.sleep(2.2)
+    limited.advance_clock(2.2)
     with pytest.raises(signer.exceptions.TooManyRequestsException) as err:
         for _ in range(8):
             signer.list_signing_profiles()
     assert status_of(err) == 429
-    time.sleep(2.2)
+    limited.advance_clock(2.2)
     with pytest.raises(jobs.exceptions.ThrottlingException) as err2:
         for _ in range(8):
             # let through, there is no such thing

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.integration.aws.conftest import wait_for
 from tests.integration.aws.test_boto3_streams_signer import self_signed_with_key
+from tests.integration.server import engine_ticks
 
 ROLE = "arn:aws:iam::123456789012:role/ota-params"
 V1, V2 = b"1" * 3000, b"2" * 5000
@@ -99,7 +100,7 @@ def test_targets_things_and_groups_snapshot_completes(
         succeed(jobs_data, t, job_id)
     assert wait_for(lambda: iot.describe_job(jobId=job_id)["job"]["status"] == "COMPLETED")
     late = things(iot, 1, group)  # a snapshot does not take devices that join later
-    time.sleep(2.5)
+    engine_ticks()
     assert job_id not in pending(jobs_data, late[0])
 
 
@@ -117,7 +118,7 @@ def test_continuous_takes_devices_that_join_later(
     succeed(jobs_data, later[0], job_id)
     summaries = iot.list_job_executions_for_job(jobId=job_id)["executionSummaries"]
     assert len(summaries) == 2
-    time.sleep(1.5)
+    engine_ticks()
     assert iot.describe_job(jobId=job_id)["job"]["status"] == "IN_PROGRESS"  # never completes
 
 
@@ -241,7 +242,7 @@ def test_rollout_abort_and_timeout(iot: Any, jobs_data: Any, fw: dict[str, str])
     assert job["abortConfig"] == {"criteriaList": abort["abortCriteriaList"]}
     assert job["timeoutConfig"] == {"inProgressTimeoutInMinutes": 1}
     # One a minute: a single device is notified in the first minute.
-    time.sleep(3)
+    engine_ticks()
     released = [t for t in dev if job_id in pending(jobs_data, t)]
     assert len(released) == 1
     started = jobs_data.start_next_pending_job_execution(thingName=released[0])["execution"]
@@ -262,7 +263,7 @@ def test_exponential_rate(iot: Any, jobs_data: Any, fw: dict[str, str]) -> None:
     )
     job_id = info["awsIotJobId"]
     assert iot.describe_job(jobId=job_id)["job"]["jobExecutionsRolloutConfig"] == rollout
-    time.sleep(3)
+    engine_ticks()
     assert len([t for t in dev if job_id in pending(jobs_data, t)]) == 1  # the base rate
 
 
