@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otahub.core.services import Services
+from otahub.core.services import JobSpec, Services
 from otahub.domain.errors import AlreadyExists, Conflict, InvalidRequest, LimitExceeded
 from otahub.domain.tags import MAX_KEY, MAX_RESOURCE, MAX_TAGS, MAX_VALUE, Tag
 
@@ -119,3 +119,20 @@ async def test_a_deleted_group_takes_its_tags_along(services: Services) -> None:
     await services.registry.delete_group(tenant.id, "c")
     await services.registry.delete_group(tenant.id, "p", tagged_as=parent)
     assert await services.tags.list(tenant.id, parent) == []
+
+
+async def test_a_job_is_created_with_its_tags_or_not_at_all(services: Services) -> None:
+    tenant = await services.accounts.tenant("111111111111")
+    device = await services.registry.create_device(tenant.id, "t1")
+    arn = "arn:aws:iot:us-east-1:111111111111:job/j1"
+    refused = JobSpec(
+        ref="j1", kind="job", device_ids=[device.id], tags=[Tag("aws:x", "y")], tagged_as=arn
+    )
+    with pytest.raises(InvalidRequest):
+        await services.jobs.create_job(tenant.id, refused)
+    assert await services.jobs.list_jobs(tenant.id) == []
+    spec = JobSpec(ref="j1", kind="job", device_ids=[device.id], tags=[Tag("env")], tagged_as=arn)
+    await services.jobs.create_job(tenant.id, spec)
+    assert await services.tags.list(tenant.id, arn) == [Tag("env", "")]
+    await services.jobs.delete_job(tenant.id, "j1", force=True, tagged_as=arn)
+    assert await services.tags.list(tenant.id, arn) == []

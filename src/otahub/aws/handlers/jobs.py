@@ -9,7 +9,7 @@ from otahub.aws.devices.documents import s3_location
 from otahub.aws.devices.jobs_view import aws_status
 from otahub.aws.handlers import handles
 from otahub.aws.handlers.common import execution_summary, job, page_token, thing
-from otahub.aws.handlers.tags import put_tags
+from otahub.aws.handlers.tags import from_wire
 from otahub.aws.wire.app import AwsContext
 from otahub.core.services import JobSpec
 from otahub.domain.entities import Job
@@ -181,10 +181,10 @@ async def create_job(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
         policies=policies_from(p),
         data={k: p[k] for k in (*ECHOED, "documentSource") if k in p}
         | {"tags": p.get("tags") or []},
+        tags=from_wire(p.get("tags") or []),
+        tagged_as=ctx.arn(f"job/{p['jobId']}"),
     )
     created = await ctx.services.jobs.create_job(ctx.tenant_id, spec)
-    if p.get("tags"):
-        await put_tags(ctx, ctx.arn(f"job/{created.ref}"), p["tags"])
     return {
         "jobArn": ctx.arn(f"job/{created.ref}"),
         "jobId": created.ref,
@@ -294,7 +294,12 @@ async def cancel_job(ctx: AwsContext, p: dict[str, Any]) -> dict[str, Any]:
 
 @handles("iot", "DeleteJob")
 async def delete_job(ctx: AwsContext, p: dict[str, Any]) -> None:
-    await ctx.services.jobs.delete_job(ctx.tenant_id, p["jobId"], force=p.get("force", False))
+    await ctx.services.jobs.delete_job(
+        ctx.tenant_id,
+        p["jobId"],
+        force=p.get("force", False),
+        tagged_as=ctx.arn(f"job/{p['jobId']}"),
+    )
 
 
 @handles("iot", "ListJobExecutionsForJob")

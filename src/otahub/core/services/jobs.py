@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from otahub.core.engine import CLEAR_FAILURE, cancel_job_in
 from otahub.core.services.base import IN_CHUNK, ServiceContext
 from otahub.core.services.batching import Coalescer
+from otahub.core.services.tags import drop_tags, write_tags
 from otahub.domain import selectors as sel
 from otahub.domain.entities import Job, row_to
 from otahub.domain.errors import (
@@ -35,6 +36,7 @@ from otahub.domain.states import (
     TargetSelection,
     VerifyState,
 )
+from otahub.domain.tags import Tag
 from otahub.store import rollout
 from otahub.store.job_rules import one_active_job_per_package, violates
 from otahub.store.tables import device_modules, executions, job_targets, jobs, packages
@@ -89,6 +91,9 @@ class JobSpec:
     is_verify: bool = False
     other_jobs: OtherJobs = OtherJobs.KEEP
     data: Mapping[str, Any] = field(default_factory=dict)
+    # Written with the job, in its transaction, under the name the face gives it.
+    tags: Sequence[Tag] = ()
+    tagged_as: str | None = None
 
 
 class JobService:
@@ -157,6 +162,8 @@ class JobService:
             ]
             if targets:
                 await conn.execute(insert(job_targets), targets)
+            if spec.tags and spec.tagged_as is not None:
+                await write_tags(conn, tenant_id, spec.tagged_as, spec.tags)
             if spec.is_verify and spec.package_id is not None:
                 await conn.execute(
                     update(packages)
@@ -315,7 +322,9 @@ class JobService:
             )
             return await load_job(conn, job.id)
 
-    async def delete_job(self, tenant_id: int, ref: str, *, force: bool = False) -> None:
+    async def delete_job(
+        self, tenant_id: int, ref: str, *, force: bool = False, tagged_as: str | None = None
+    ) -> None:
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as conn:
             job = await job_by_ref(conn, tenant_id, ref, lock=self.ctx.db.is_postgres)
@@ -335,6 +344,8 @@ class JobService:
             await rollout.add_outbox(conn, job.id, pending, "deleted", now)
             await conn.execute(delete(executions).where(executions.c.job_id == job.id))
             await conn.execute(delete(jobs).where(jobs.c.id == job.id))
+            if tagged_as is not None:
+                await drop_tags(conn, tenant_id, tagged_as)
 
     async def confirm(self, job_id: int, device_ids: Sequence[int] | None = None) -> int:
         """Release executions waiting in CONFIRM (all of the job's, or these devices')."""
